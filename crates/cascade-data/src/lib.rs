@@ -1,0 +1,1 @@
+//! cascade-data (being written)

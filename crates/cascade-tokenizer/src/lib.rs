@@ -1,0 +1,1 @@
+//! cascade-tokenizer (being written)
