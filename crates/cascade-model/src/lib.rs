@@ -1,1 +1,21 @@
-//! Transformer blocks and the three Cascade architectures.
+//! Transformer blocks and the three Cascade architectures: decoder-only ([`Decoder`]),
+//! encoder-only ([`Encoder`]) and encoder-decoder ([`EncoderDecoder`]), all built from the same
+//! blocks on burn 0.22, with their costs, SafeTensors checkpoints and a HuggingFace Llama export.
+//!
+//! Read one family file to see the whole architecture: `decoder.rs`, `encoder.rs`,
+//! `encoder_decoder.rs`. The three differ mainly in how tokens see context: causal masks in
+//! the decoder, none in the encoder, and both plus cross-attention in the encoder-decoder.
+#![deny(missing_docs)]
+
+mod blocks;
+mod cache;
+mod config;
+mod costs;
+mod decoder;
+mod error;
+
+pub use cache::{BatchLayout, KvCache};
+pub use config::{MlpKind, NormKind, Pooling, PositionKind};
+pub use costs::ModelCosts;
+pub use decoder::{Decoder, DecoderConfig};
+pub use error::{ModelError, Result};
