@@ -9,13 +9,24 @@
 
 mod blocks;
 mod cache;
+mod checkpoint;
 mod config;
 mod costs;
 mod decoder;
+mod device;
+mod encoder;
+mod encoder_decoder;
 mod error;
 
 pub use cache::{BatchLayout, KvCache};
+pub use checkpoint::{
+    Family, ModelConfig, config_path, load_burnpack, load_safetensors, load_safetensors_into,
+    read_config, save_burnpack, save_safetensors, write_config,
+};
 pub use config::{MlpKind, NormKind, Pooling, PositionKind};
 pub use costs::ModelCosts;
 pub use decoder::{Decoder, DecoderConfig};
+pub use encoder::{Encoder, EncoderConfig};
+pub use encoder_decoder::{EncoderDecoder, EncoderDecoderConfig, EncoderOutput, Seq2SeqCache};
+pub use device::parse_device;
 pub use error::{ModelError, Result};
