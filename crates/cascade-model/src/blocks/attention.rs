@@ -160,3 +160,94 @@ impl Attention {
         x.unsqueeze_dim::<5>(2).expand([b, n_kv, group, t, dh]).reshape([b, self.n_heads, t, dh])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Param;
+    use burn::tensor::Distribution;
+    use burn::tensor::activation::softmax;
+
+    use super::*;
+    use crate::blocks::mask::self_attention_mask;
+    use crate::config::{CommonFields, MlpKind, PositionKind};
+
+    fn spec(n_kv_heads: usize) -> BlockSpec {
+        CommonFields {
+            vocab_size: 10,
+            d_model: 32,
+            n_heads: 4,
+            n_kv_heads,
+            d_ff: 0,
+            position: PositionKind::Rope,
+            rope_theta: 10_000.0,
+            norm: NormKind::Rms,
+            norm_eps: 1e-5,
+            mlp: MlpKind::Swiglu,
+            qk_norm: false,
+            bias: false,
+            dropout: 0.0,
+            init_std: 0.2,
+        }
+        .block_spec(1)
+    }
+
+    /// Textbook causal multi-head attention written with plain tensor ops.
+    fn reference_mha(attn: &Attention, x: Tensor<3>) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (h, dh) = (attn.n_heads, attn.head_dim);
+        let heads = |y: Tensor<3>| y.reshape([b, t, h, dh]).swap_dims(1, 2);
+        let q = heads(x.clone().matmul(attn.q_proj.weight.val().unsqueeze()));
+        let k = heads(x.clone().matmul(attn.k_proj.weight.val().unsqueeze()));
+        let v = heads(x.matmul(attn.v_proj.weight.val().unsqueeze()));
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f32).sqrt());
+        let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &scores.device());
+        let scores = scores.mask_fill(future.unsqueeze::<4>().expand([b, h, t, t]), f32::NEG_INFINITY);
+        let out = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, t, h * dh]);
+        out.matmul(attn.o_proj.weight.val().unsqueeze())
+    }
+
+    fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    #[test]
+    fn gqa_with_all_kv_heads_is_plain_multi_head_attention() {
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            let attn = Attention::new(&spec(4), &device);
+            let x = Tensor::<3>::random([2, 5, 32], Distribution::Normal(0.0, 1.0), &device);
+            let mask = self_attention_mask(true, 5, 0, None, None, &device);
+            let ours = attn.forward(x.clone(), None, &mask, None);
+            let diff = max_diff(ours, reference_mha(&attn, x));
+            assert!(diff < 1e-5, "GQA(n_kv = n_heads) vs MHA: {diff}");
+        }
+    }
+
+    #[test]
+    fn gqa_equals_mha_with_each_kv_head_repeated_for_its_group() {
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            let gqa = Attention::new(&spec(2), &device);
+            let mut mha = Attention::new(&spec(4), &device);
+            let repeat = |w: Tensor<2>| {
+                // [d, n_kv·dh] -> [d, n_heads·dh]: query head i reads kv head i / group.
+                let r = w.reshape([32, 2, 1, 8]).expand([32, 2, 2, 8]).reshape([32, 32]);
+                Tensor::<2>::from_data(r.clone().into_data(), &r.device())
+            };
+            mha.q_proj = gqa.q_proj.clone();
+            mha.o_proj = gqa.o_proj.clone();
+            mha.k_proj.weight = Param::from_tensor(repeat(gqa.k_proj.weight.val()));
+            mha.v_proj.weight = Param::from_tensor(repeat(gqa.v_proj.weight.val()));
+            let x = Tensor::<3>::random([2, 6, 32], Distribution::Normal(0.0, 1.0), &device);
+            let pad = Tensor::<2, Bool>::from_bool(
+                TensorData::new(vec![true, false, false, false, false, false, false, false, false, false, false, true], [2, 6]),
+                &device,
+            );
+            for mask in [
+                self_attention_mask(true, 6, 0, None, None, &device),
+                self_attention_mask(false, 6, 0, Some(&pad), None, &device),
+            ] {
+                let diff = max_diff(gqa.forward(x.clone(), None, &mask, None), mha.forward(x.clone(), None, &mask, None));
+                assert!(diff < 1e-5, "GQA vs repeated-KV MHA: {diff}");
+            }
+        }
+    }
+}
