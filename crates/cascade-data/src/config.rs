@@ -311,3 +311,44 @@ impl DataConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_section_with_defaults_and_unknown_keys() {
+        let config: DataConfig = toml::from_str(
+            "[dedup]\nthreshold = 0.9\nverify = \"signature\"\n[same_work]\naction = \"deduplicate\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.dedup.threshold, 0.9);
+        assert_eq!(config.dedup.verify, Verify::Signature);
+        assert_eq!(config.dedup.bands, 14);
+        assert_eq!(config.same_work.action, SameWorkAction::Deduplicate);
+        assert_eq!(config.filters, FilterConfig::default());
+        config.validate().unwrap();
+
+        let err = toml::from_str::<DataConfig>("[dedup]\nband = 3\n").unwrap_err();
+        assert!(err.to_string().contains("band"), "{err}");
+        let err = toml::from_str::<DataConfig>("[dedup]\nverify = \"maybe\"\n").unwrap_err();
+        assert!(err.to_string().contains("maybe"), "{err}");
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        let cases: [(&str, fn(&mut DataConfig)); 5] = [
+            ("data.split.val_fraction", |c| c.split.val_fraction = 1.0),
+            ("data.dedup.rows", |c| c.dedup.rows = 0),
+            ("data.dedup.threshold", |c| c.dedup.threshold = 1.5),
+            ("data.filters.max_words", |c| c.filters.max_words = 1),
+            ("data.reader.text_field", |c| c.reader.text_field.clear()),
+        ];
+        for (key, break_it) in cases {
+            let mut config = DataConfig::default();
+            break_it(&mut config);
+            let err = config.validate().unwrap_err();
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+    }
+}
