@@ -17,6 +17,7 @@ mod device;
 mod encoder;
 mod encoder_decoder;
 mod error;
+mod export_hf;
 
 pub use cache::{BatchLayout, KvCache};
 pub use checkpoint::{
@@ -30,3 +31,4 @@ pub use encoder::{Encoder, EncoderConfig};
 pub use encoder_decoder::{EncoderDecoder, EncoderDecoderConfig, EncoderOutput, Seq2SeqCache};
 pub use device::parse_device;
 pub use error::{ModelError, Result};
+pub use export_hf::{HfExport, HfSpecialTokens, export_hf_llama};
