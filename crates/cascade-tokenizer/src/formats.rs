@@ -90,11 +90,11 @@ impl BpeTokenizer {
         if !root.get("normalizer").is_none_or(Value::is_null) {
             return Err(bad("normalizer: only null is supported (text must reach BPE unchanged)".into()));
         }
-        let pattern = hf_pattern(root.get("pre_tokenizer").unwrap_or(&Value::Null)).map_err(bad)?;
         let model = root.get("model").ok_or_else(|| bad("model: missing".into()))?;
         if model.get("type").and_then(Value::as_str) != Some("BPE") {
             return Err(bad("model.type: only \"BPE\" is supported".into()));
         }
+        let pattern = hf_pattern(root.get("pre_tokenizer").unwrap_or(&Value::Null)).map_err(bad)?;
         for key in ["continuing_subword_prefix", "end_of_word_suffix", "dropout", "unk_token"] {
             if model.get(key).is_some_and(|v| !v.is_null() && v != "") {
                 return Err(bad(format!("model.{key}: must be null for a byte-level BPE")));
@@ -168,6 +168,10 @@ impl BpeTokenizer {
     /// `0..n`), with `specials` as `(name, id)` and the pre-tokenizer `pattern`
     /// (e.g. [`GPT2_PATTERN`] for GPT-2's `r50k_base`). Merge priorities are the ranks, and
     /// whole pieces that are tokens skip the merge loop, exactly as tiktoken encodes.
+    ///
+    /// Saved as `tokenizer.json`, the merge list is written in priority order and HF numbers it
+    /// densely, so the reloaded tokenizer has a different fingerprint (its merges of equal
+    /// tiktoken rank get distinct priorities) while encoding the same.
     pub fn from_tiktoken(ranks: &str, specials: &[(&str, u32)], pattern: &str, source: &Path) -> Result<Self, TokenizerError> {
         let bad = |message: String| TokenizerError::format(source, message);
         let mut by_rank: Vec<Option<Box<[u8]>>> = Vec::new();

@@ -1,0 +1,69 @@
+//! Oracle: with GPT-2's ranks loaded, encoding equals tiktoken's token for token.
+
+mod common;
+
+use cascade_core::{AllowedSpecial, Tokenizer};
+use proptest::prelude::*;
+
+#[test]
+fn varied_text_matches_tiktoken() {
+    let ours = common::gpt2();
+    let reference = common::tiktoken_gpt2();
+    for text in common::VARIED {
+        assert_eq!(ours.encode_ordinary(text), reference.encode_ordinary(text), "on {text:?}");
+        assert_eq!(ours.decode(&ours.encode_ordinary(text)).unwrap(), *text);
+    }
+    let all: String = common::VARIED.concat();
+    assert_eq!(ours.encode_ordinary(&all), reference.encode_ordinary(&all));
+}
+
+#[test]
+fn long_pieces_take_the_heap_path_and_still_match() {
+    let ours = common::gpt2();
+    let reference = common::tiktoken_gpt2();
+    for text in ["x".repeat(1000), "ab".repeat(700), "😀".repeat(300), "!?".repeat(400), " ".repeat(999) + "z"] {
+        assert_eq!(ours.encode_ordinary(&text), reference.encode_ordinary(&text), "on {} bytes", text.len());
+    }
+}
+
+#[test]
+fn special_tokens_match_tiktoken_when_allowed() {
+    let ours = common::gpt2();
+    let reference = common::tiktoken_gpt2();
+    let text = "one<|endoftext|>two <|endoftext|><|endoftext|>";
+    assert_eq!(ours.encode(text, &AllowedSpecial::All), reference.encode_with_special_tokens(text));
+    assert_eq!(ours.encode(text, &AllowedSpecial::None), reference.encode_ordinary(text));
+    assert_eq!(ours.special_token("<|endoftext|>"), Some(50_256));
+}
+
+#[test]
+fn default_corpus_sample_matches_tiktoken() {
+    let Some(texts) = common::corpus_texts(3) else { return };
+    let ours = common::gpt2();
+    let reference = common::tiktoken_gpt2();
+    for text in &texts {
+        assert_eq!(ours.encode_ordinary(text), reference.encode_ordinary(text));
+    }
+}
+
+fn interesting_text() -> impl Strategy<Value = String> {
+    let pieces = prop::sample::select(vec![
+        "the", " the", "The", "ing", " and", "'s", "'ll", "'T", "  ", "\n", "\r\n", "\t", "123", "4", " 5",
+        "!", "...", "é", "e\u{301}", "漢字", "😀", "\u{a0}", "\u{3000}", "<|endoftext|>", "ſ", "ǅ", "ⅷ", "_", "-",
+        "qz", "xyzzy", "Ünïcödé",
+    ]);
+    prop::collection::vec(pieces, 0..30).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn random_text_matches_tiktoken(text in interesting_text()) {
+        prop_assert_eq!(common::gpt2().encode_ordinary(&text), common::tiktoken_gpt2().encode_ordinary(&text));
+    }
+
+    #[test]
+    fn random_unicode_matches_tiktoken(text in "\\PC{0,40}") {
+        prop_assert_eq!(common::gpt2().encode_ordinary(&text), common::tiktoken_gpt2().encode_ordinary(&text));
+    }
+}
