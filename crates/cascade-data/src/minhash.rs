@@ -2,42 +2,70 @@
 //! Jaccard similarity of shingle sets.
 //!
 //! Text is simplified first (lowercase, punctuation deleted, split on whitespace), each word is
-//! hashed once with xxh3, and each shingle of `ngram` consecutive words gets a 64-bit xxh3 of
-//! its word hashes. The `k`-th MinHash value of a document is the minimum over its shingles of
+//! hashed once with xxh3, and each shingle of `ngram` consecutive words gets a 64-bit hash
+//! mixed from its word hashes. The `k`-th MinHash value of a document is the minimum over its shingles of
 //! `fmix32(fold(shingle) ^ seed_k)`, where `fmix32` is murmur3's finalizer (a bijection of
 //! `u32` with full avalanche) and the seeds come from a splitmix64 stream. That makes the inner
 //! loop pure 32-bit integer work over `bands * rows` lanes, which the compiler vectorizes; on
-//! x86-64 an AVX2 copy of the loop is chosen at run time.
+//! x86-64 an AVX-512 or AVX2 copy of the loop is chosen at run time.
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 /// Lowercases `text`, deletes punctuation and symbols, and calls `word` with each
-/// whitespace-separated word's hash.
+/// whitespace-separated word's hash. ASCII bytes take a table-free fast path; other characters
+/// are decoded and classified by Unicode properties.
 fn for_each_word_hash(text: &str, mut word: impl FnMut(u64)) {
-    let mut buf: Vec<u8> = Vec::with_capacity(32);
-    let mut flush = |buf: &mut Vec<u8>| {
-        if !buf.is_empty() {
-            word(xxh3_64(buf));
-            buf.clear();
-        }
-    };
-    for c in text.chars() {
-        if c.is_ascii() {
-            if c.is_ascii_alphanumeric() {
-                buf.push(c.to_ascii_lowercase() as u8);
-            } else if c.is_ascii_whitespace() {
-                flush(&mut buf);
+    let bytes = text.as_bytes();
+    let mut buf: Vec<u8> = Vec::with_capacity(64);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            i += 1;
+            if b.is_ascii_alphanumeric() {
+                buf.push(b.to_ascii_lowercase());
+            } else if b.is_ascii_whitespace() && !buf.is_empty() {
+                word(xxh3_64(&buf));
+                buf.clear();
             }
-        } else if c.is_alphanumeric() {
+            continue;
+        }
+        let Some(c) = text[i..].chars().next() else { break };
+        i += c.len_utf8();
+        if c.is_alphanumeric() {
             let mut tmp = [0u8; 4];
             for lower in c.to_lowercase() {
                 buf.extend_from_slice(lower.encode_utf8(&mut tmp).as_bytes());
             }
-        } else if c.is_whitespace() {
-            flush(&mut buf);
+        } else if c.is_whitespace() && !buf.is_empty() {
+            word(xxh3_64(&buf));
+            buf.clear();
         }
     }
-    flush(&mut buf);
+    if !buf.is_empty() {
+        word(xxh3_64(&buf));
+    }
+}
+
+/// murmur3's 64-bit finalizer.
+#[inline(always)]
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Hash of a window of word hashes; order matters (each step multiplies before the next xor).
+#[inline(always)]
+fn shingle_of(window: &[u64]) -> u64 {
+    let mut h = window.len() as u64;
+    for &w in window {
+        h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= h >> 29;
+    }
+    fmix64(h)
 }
 
 /// The 64-bit hash of every `ngram`-word shingle of `text`'s simplified form, in text order
@@ -47,21 +75,14 @@ pub fn shingle_hashes(text: &str, ngram: usize, out: &mut Vec<u64>) {
     out.clear();
     let mut words: Vec<u64> = Vec::with_capacity(text.len() / 5 + 1);
     for_each_word_hash(text, |h| words.push(h));
-    let shingle = |window: &[u64]| {
-        let mut bytes = [0u8; 8 * 64];
-        for (slot, h) in bytes.chunks_exact_mut(8).zip(window) {
-            slot.copy_from_slice(&h.to_le_bytes());
-        }
-        xxh3_64(&bytes[..8 * window.len()])
-    };
     if words.is_empty() {
         return;
     }
     if words.len() < ngram {
-        out.push(shingle(&words));
+        out.push(shingle_of(&words));
         return;
     }
-    out.extend(words.windows(ngram).map(shingle));
+    out.extend(words.windows(ngram).map(shingle_of));
 }
 
 /// The sorted, deduplicated shingle set of `text`, for exact Jaccard similarity.
@@ -130,6 +151,12 @@ fn update_all_avx2(signature: &mut [u32], seeds: &[u32], shingles: &[u64]) {
     update_all(signature, seeds, shingles);
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn update_all_avx512(signature: &mut [u32], seeds: &[u32], shingles: &[u64]) {
+    update_all(signature, seeds, shingles);
+}
+
 /// Computes MinHash signatures with `num_perm` permutations of `ngram`-word shingles.
 #[derive(Debug, Clone)]
 pub struct MinHasher {
@@ -170,6 +197,11 @@ impl MinHasher {
         let mut signature = vec![u32::MAX; self.seeds.len()];
         #[cfg(target_arch = "x86_64")]
         {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports AVX-512F, checked just above.
+                unsafe { update_all_avx512(&mut signature, &self.seeds, shingles) };
+                return signature;
+            }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above.
                 unsafe { update_all_avx2(&mut signature, &self.seeds, shingles) };
@@ -227,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn avx2_and_portable_loops_agree() {
+    fn simd_and_portable_loops_agree() {
         let hasher = MinHasher::new(112, 5, 7);
         let shingles: Vec<u64> = (0..1000u64).map(|i| xxh3_64(&i.to_le_bytes())).collect();
         let mut portable = vec![u32::MAX; 112];
