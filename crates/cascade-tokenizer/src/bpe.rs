@@ -149,6 +149,15 @@ impl BpeModel {
     }
 
     fn merge_large(&self, piece: &[u8], out: &mut Vec<u32>) {
+        // Positions are stored as u32; a piece of 4 GiB or more (one word!) is merged in
+        // slices, which stays lossless but may split a token at a slice boundary.
+        const MAX_SLICE: usize = 1 << 31;
+        if piece.len() > MAX_SLICE {
+            for slice in piece.chunks(MAX_SLICE) {
+                self.merge_large(slice, out);
+            }
+            return;
+        }
         const NONE: u32 = u32::MAX;
         let n = piece.len();
         let mut ids: Vec<u32> = piece.iter().map(|&b| self.byte_ids[b as usize]).collect();
@@ -156,19 +165,28 @@ impl BpeModel {
         next[n - 1] = NONE;
         let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
         prev[0] = NONE;
-        // Entries are (merge, position, left id, right id); stale ones are skipped on pop.
-        let mut heap: BinaryHeap<Reverse<(PackedMerge, u32, u32, u32)>> = BinaryHeap::from(
+        // One u64 per entry, `priority << 32 | position`: the minimum is the lowest priority,
+        // leftmost on ties. Entries go stale when a neighbour merges; a popped entry is
+        // acted on only if the pair now at its position still has its priority (equal
+        // priority means the same merged token, so that is the pair to merge).
+        let entry = |merge: PackedMerge, pos: u32| Reverse(((merge >> 32) << 32) | u64::from(pos));
+        let mut heap: BinaryHeap<Reverse<u64>> = BinaryHeap::from(
             (0..n - 1)
                 .filter_map(|pos| {
                     let merge = self.merge_of(ids[pos], ids[pos + 1]);
-                    (merge != NO_MERGE).then_some(Reverse((merge, pos as u32, ids[pos], ids[pos + 1])))
+                    (merge != NO_MERGE).then(|| entry(merge, pos as u32))
                 })
                 .collect::<Vec<_>>(),
         );
-        while let Some(Reverse((merge, pos, left, right))) = heap.pop() {
+        while let Some(Reverse(top)) = heap.pop() {
+            let pos = top as u32;
             let pos_idx = pos as usize;
             let right_pos = next[pos_idx];
-            if ids[pos_idx] != left || right_pos == NONE || ids[right_pos as usize] != right {
+            if ids[pos_idx] == NONE || right_pos == NONE {
+                continue;
+            }
+            let merge = self.merge_of(ids[pos_idx], ids[right_pos as usize]);
+            if merge >> 32 != top >> 32 {
                 continue;
             }
             let merged = merge as u32;
@@ -180,14 +198,14 @@ impl BpeModel {
                 prev[after as usize] = pos;
                 let m = self.merge_of(merged, ids[after as usize]);
                 if m != NO_MERGE {
-                    heap.push(Reverse((m, pos, merged, ids[after as usize])));
+                    heap.push(entry(m, pos));
                 }
             }
             let before = prev[pos_idx];
             if before != NONE {
                 let m = self.merge_of(ids[before as usize], merged);
                 if m != NO_MERGE {
-                    heap.push(Reverse((m, before, ids[before as usize], merged)));
+                    heap.push(entry(m, before));
                 }
             }
         }

@@ -67,3 +67,41 @@ proptest! {
         prop_assert_eq!(common::gpt2().encode_ordinary(&text), common::tiktoken_gpt2().encode_ordinary(&text));
     }
 }
+
+/// GPT-2's ranks under the cl100k pattern, in tiktoken and here: checks the hand-written
+/// cl100k scanner through real BPE, not only piece by piece.
+fn cl100k_pair() -> &'static (cascade_tokenizer::BpeTokenizer, tiktoken_rs::CoreBPE) {
+    static PAIR: std::sync::OnceLock<(cascade_tokenizer::BpeTokenizer, tiktoken_rs::CoreBPE)> = std::sync::OnceLock::new();
+    PAIR.get_or_init(|| {
+        let gpt2 = common::tiktoken_gpt2();
+        let ranks: rustc_hash::FxHashMap<Vec<u8>, u32> =
+            (0..50_256u32).map(|rank| (gpt2.decode_bytes(&[rank]).unwrap(), rank)).collect();
+        let specials: rustc_hash::FxHashMap<String, u32> = [("<|endoftext|>".to_owned(), 50_256)].into_iter().collect();
+        let reference = tiktoken_rs::CoreBPE::new(ranks, specials, cascade_tokenizer::CL100K_PATTERN).unwrap();
+        let ours = cascade_tokenizer::BpeTokenizer::from_tiktoken(
+            &common::gpt2_rank_file(),
+            &[("<|endoftext|>", 50_256)],
+            cascade_tokenizer::CL100K_PATTERN,
+            std::path::Path::new("r50k_base"),
+        )
+        .unwrap();
+        (ours, reference)
+    })
+}
+
+#[test]
+fn cl100k_pattern_matches_tiktoken() {
+    let (ours, reference) = cl100k_pair();
+    for text in common::VARIED {
+        assert_eq!(ours.encode_ordinary(text), reference.encode_ordinary(text), "on {text:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn random_text_matches_tiktoken_under_cl100k(text in interesting_text()) {
+        let (ours, reference) = cl100k_pair();
+        prop_assert_eq!(ours.encode_ordinary(&text), reference.encode_ordinary(&text));
+    }
+}
