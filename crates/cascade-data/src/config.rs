@@ -267,10 +267,10 @@ impl DataConfig {
         if !(f.min_mean_word_length.is_finite() && f.min_mean_word_length >= 0.0) {
             return Err(bad("data.filters.min_mean_word_length", "must be a non-negative number"));
         }
-        if !(f.max_mean_word_length >= f.min_mean_word_length) {
+        if f.max_mean_word_length.is_nan() || f.max_mean_word_length < f.min_mean_word_length {
             return Err(bad("data.filters.max_mean_word_length", "must be at least min_mean_word_length"));
         }
-        if !(f.max_symbol_to_word_ratio >= 0.0) {
+        if f.max_symbol_to_word_ratio.is_nan() || f.max_symbol_to_word_ratio < 0.0 {
             return Err(bad("data.filters.max_symbol_to_word_ratio", "must be non-negative"));
         }
         for (key, value) in [
@@ -337,7 +337,8 @@ mod tests {
 
     #[test]
     fn validate_names_the_key() {
-        let cases: [(&str, fn(&mut DataConfig)); 5] = [
+        type Breaker = fn(&mut DataConfig);
+        let cases: [(&str, Breaker); 5] = [
             ("data.split.val_fraction", |c| c.split.val_fraction = 1.0),
             ("data.dedup.rows", |c| c.dedup.rows = 0),
             ("data.dedup.threshold", |c| c.dedup.threshold = 1.5),

@@ -183,13 +183,16 @@ fn agreement_candidates(docs: &[DocRecord], unique: &[usize], min_agree: u32, ma
     out
 }
 
+/// Re-reads documents (indices into the records) and returns their shingle sets.
+pub(crate) type SetLoader<'a> = dyn FnMut(&[usize]) -> Result<FxHashMap<usize, Vec<u64>>, crate::DataError> + 'a;
+
 /// Plans exact dedup, near dedup, same-work clustering and the split. `load_sets` re-reads
 /// the given documents (indices into `docs`) and returns their shingle sets; it is called once,
 /// and only with `verify = "exact"`.
 pub(crate) fn plan(
     docs: &[DocRecord],
     config: &DataConfig,
-    load_sets: &mut dyn FnMut(&[usize]) -> Result<FxHashMap<usize, Vec<u64>>, crate::DataError>,
+    load_sets: &mut SetLoader<'_>,
 ) -> Result<Plan, crate::DataError> {
     let mut plan = Plan { fates: vec![None; docs.len()], ..Plan::default() };
     let started = std::time::Instant::now();
@@ -333,10 +336,10 @@ pub(crate) fn plan(
             if let Some(&g) = groups.iter().min_by_key(|&&g| (group_hash(g), g)) {
                 val_groups.insert(g);
             }
-        } else if val_groups.len() == groups.len() {
-            if let Some(&g) = groups.iter().max_by_key(|&&g| (group_hash(g), g)) {
-                val_groups.remove(&g);
-            }
+        } else if val_groups.len() == groups.len()
+            && let Some(&g) = groups.iter().max_by_key(|&&g| (group_hash(g), g))
+        {
+            val_groups.remove(&g);
         }
     }
     for &i in &unique {

@@ -276,4 +276,22 @@ mod tests {
         let estimate = estimate_jaccard(&hasher.signature_of_shingles(&a), &hasher.signature_of_shingles(&b));
         assert!((exact - estimate).abs() < 0.08, "exact {exact} estimate {estimate}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn jaccard_and_estimates_are_symmetric_and_bounded(a in proptest::collection::btree_set(0u64..400, 1..80), b in proptest::collection::btree_set(0u64..400, 1..80)) {
+            let (a, b): (Vec<u64>, Vec<u64>) = (a.into_iter().collect(), b.into_iter().collect());
+            let j = jaccard(&a, &b);
+            proptest::prop_assert_eq!(j, jaccard(&b, &a));
+            proptest::prop_assert!((0.0..=1.0).contains(&j));
+            let hasher = MinHasher::new(64, 1, 11);
+            let (sa, sb) = (hasher.signature_of_shingles(&a), hasher.signature_of_shingles(&b));
+            proptest::prop_assert_eq!(estimate_jaccard(&sa, &sb), estimate_jaccard(&sb, &sa));
+            proptest::prop_assert_eq!(estimate_jaccard(&sa, &sa), 1.0);
+            if j == 0.0 {
+                // Disjoint sets never share a minimum (the permutations are bijections).
+                proptest::prop_assert_eq!(estimate_jaccard(&sa, &sb), 0.0);
+            }
+        }
+    }
 }

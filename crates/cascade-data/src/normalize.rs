@@ -66,4 +66,16 @@ mod tests {
         assert_eq!(normalize("To be,\n\tor not.".into(), &mut stats), "To be,\n\tor not.");
         assert_eq!(stats, NormalizeStats::default());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn normalization_is_idempotent_and_leaves_no_controls(text in "\\PC{0,40}[\r\n\t\u{0}-\u{1f}\u{301}\u{feff}]{0,5}\\PC{0,40}") {
+            let mut stats = NormalizeStats::default();
+            let once = normalize(text, &mut stats);
+            let twice = normalize(once.clone(), &mut NormalizeStats::default());
+            proptest::prop_assert_eq!(&once, &twice);
+            proptest::prop_assert!(!once.contains('\r'));
+            proptest::prop_assert!(once.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'));
+        }
+    }
 }

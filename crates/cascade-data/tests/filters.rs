@@ -76,8 +76,7 @@ fn rejections_are_written_with_reason_value_and_limit() {
     for (name, text) in &docs {
         std::fs::write(corpus.path().join(format!("{name}.txt")), text).unwrap();
     }
-    let mut data = DataConfig::default();
-    data.filters = config();
+    let data = DataConfig { filters: config(), ..DataConfig::default() };
     let out = out_dir();
     let report = run(&data, corpus.path(), out.path(), &RunOptions::default(), &NoProgress).unwrap();
     let rejected = read_jsonl(&out.path().join("rejected.jsonl"));

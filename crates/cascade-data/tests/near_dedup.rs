@@ -1,6 +1,7 @@
 //! Exact and near-duplicate removal measured on a labelled set: base documents plus edited
 //! copies at known Jaccard similarity. Asserts recall of the pairs above the threshold and the
 //! precision of what is removed, for each verification mode.
+#![allow(clippy::print_stdout)]
 
 mod common;
 

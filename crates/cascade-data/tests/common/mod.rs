@@ -1,4 +1,5 @@
 //! Shared test helpers: the default Shakespeare corpus, extracted once per test binary.
+#![allow(clippy::print_stdout)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
