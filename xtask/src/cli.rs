@@ -1,0 +1,206 @@
+//! Command-line arguments, parsed once and validated into a [`runner::RunRequest`].
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::runner::{self, RunRequest};
+use crate::{bench, stages};
+
+/// `cargo xtask`: run the Cascade pipeline, one stage or all of them.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every stage in cascade order, skipping those that are up to date.
+    Cascade(CascadeArgs),
+    /// Ingest, normalize, filter, deduplicate and split the corpus (`<run-dir>/data/`).
+    Data(DataArgs),
+    /// Train the BPE tokenizer on the train split and write the token shards (`<run-dir>/tokenizer/`).
+    Tokenizer(StageArgs),
+    /// Run criterion benchmarks side by side with peer libraries: `data`, `tokenizer`, `model` or all.
+    Bench(BenchArgs),
+}
+
+/// Where a compute-heavy stage runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceArg {
+    /// burn's pure-Rust CPU backend (always built).
+    Flex,
+    /// GPU through wgpu (build with `cargo run -p xtask --features wgpu -- ...`).
+    Wgpu,
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// A preset from `configs/` (smoke, small, base). Default: small.
+    #[arg(long, conflicts_with = "config")]
+    preset: Option<String>,
+    /// A cascade config file (TOML, one section per stage).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A directory of .txt/.md/.jsonl files (optionally .gz/.zst) or one such file, instead of
+    /// the default Shakespeare corpus.
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// The run directory. Default: `runs/<preset or config name>`.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Device for the model stages.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Flex)]
+    device: DeviceArg,
+    /// Turn progress bars off (stage status lines are still printed).
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct StageArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Rerun the stage even if it is up to date.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+struct CascadeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Start at this stage; earlier stages must already be up to date.
+    #[arg(long, value_parser = stage_name)]
+    from: Option<String>,
+    /// Stop after this stage.
+    #[arg(long, value_parser = stage_name)]
+    to: Option<String>,
+    /// Rerun these stages even if up to date (repeatable, or `all`).
+    #[arg(long = "force", value_name = "STAGE", value_parser = stage_name_or_all)]
+    force_stages: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct DataArgs {
+    #[command(flatten)]
+    stage: StageArgs,
+    /// Turn bad input (unreadable files, malformed lines, binary files) into errors instead of
+    /// counted skips.
+    #[arg(long)]
+    strict: bool,
+    /// Run the signature pass on slice I of N of the input files only, into
+    /// `<run-dir>/data-shards/I-of-N/`; combine the slices with `--merge N`.
+    #[arg(long, value_name = "I/N", conflicts_with = "merge")]
+    shard: Option<String>,
+    /// Merge the N slices written by `--shard I/N` into the data stage's outputs.
+    #[arg(long, value_name = "N")]
+    merge: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Which bench: data, tokenizer, model; all when omitted.
+    target: Option<String>,
+    /// Extra arguments passed to criterion (after `--`).
+    #[arg(last = true)]
+    criterion_args: Vec<String>,
+}
+
+fn stage_name(name: &str) -> Result<String, String> {
+    if stages::STAGE_NAMES.contains(&name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!("unknown stage `{name}`; the stages are {}", stages::STAGE_NAMES.join(", ")))
+    }
+}
+
+fn stage_name_or_all(name: &str) -> Result<String, String> {
+    if name == "all" { Ok(name.to_owned()) } else { stage_name(name) }
+}
+
+/// Parses `I/N` with `I < N`.
+pub fn parse_shard(spec: &str) -> Result<(usize, usize)> {
+    let (index, count) = spec.split_once('/').with_context(|| format!("--shard {spec}: expected I/N, e.g. 0/4"))?;
+    let index: usize = index.trim().parse().with_context(|| format!("--shard {spec}: `{index}` is not a number"))?;
+    let count: usize = count.trim().parse().with_context(|| format!("--shard {spec}: `{count}` is not a number"))?;
+    if count == 0 || index >= count {
+        bail!("--shard {spec}: need 0 <= I < N");
+    }
+    Ok((index, count))
+}
+
+impl StageArgs {
+    /// A request that runs `stage` alone.
+    fn request(self, stage: &str) -> Result<RunRequest> {
+        let mut request = self.common.request()?;
+        request.from = Some(stage.to_owned());
+        request.to = Some(stage.to_owned());
+        if self.force {
+            request.force_stages.push(stage.to_owned());
+        }
+        Ok(request)
+    }
+}
+
+impl CommonArgs {
+    fn request(self) -> Result<RunRequest> {
+        RunRequest::resolve(runner::RawRequest {
+            preset: self.preset,
+            config: self.config,
+            corpus: self.corpus,
+            run_dir: self.run_dir,
+            device: self.device,
+            quiet: self.quiet,
+        })
+    }
+}
+
+/// Runs the parsed command.
+pub fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Cascade(args) => {
+            let mut request = args.common.request()?;
+            request.from = args.from;
+            request.to = args.to;
+            request.force_stages = args.force_stages;
+            runner::run(request)
+        }
+        Command::Data(args) => {
+            let mut request = args.stage.request("data")?;
+            request.stage_options.strict = args.strict;
+            match (args.shard, args.merge) {
+                (Some(spec), _) => runner::run_data_shard(request, parse_shard(&spec)?),
+                (None, Some(count)) => runner::run_data_merge(request, count),
+                (None, None) => runner::run(request),
+            }
+        }
+        Command::Tokenizer(args) => runner::run(args.request("tokenizer")?),
+        Command::Bench(args) => bench::run(args.target.as_deref(), &args.criterion_args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_specs() {
+        assert_eq!(parse_shard("0/4").unwrap(), (0, 4));
+        assert_eq!(parse_shard("3/4").unwrap(), (3, 4));
+        for bad in ["4/4", "1", "a/2", "0/0"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn command_line_parses() {
+        Cli::try_parse_from(["xtask", "cascade", "--preset", "smoke", "--from", "tokenizer", "--force", "data"]).unwrap();
+        assert!(Cli::try_parse_from(["xtask", "cascade", "--from", "nope"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "cascade", "--preset", "a", "--config", "b.toml"]).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! End-to-end tests of the runner binary on a tiny generated corpus: caching, reruns of exactly
+//! the changed stage and what depends on it, and one-line errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Run {
+    _dir: tempfile::TempDir,
+    corpus: PathBuf,
+    config: PathBuf,
+    run_dir: PathBuf,
+}
+
+/// A few hundred words of varied pseudo-English per document, different in every document.
+fn document(seed: u64) -> String {
+    const WORDS: &[&str] = &[
+        "the", "king", "doth", "speak", "of", "love", "and", "honour", "while", "his", "daughters", "weep", "upon",
+        "a", "stormy", "heath", "where", "fools", "sing", "madness", "crowns", "fall", "night", "comes", "gentle",
+        "lord", "sweet", "lady", "sword", "blood", "ghost", "castle", "letter", "friend", "traitor", "forest",
+    ];
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut text = String::new();
+    for line in 0..40 {
+        for word_idx in 0..9 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let word = WORDS[(state >> 33) as usize % WORDS.len()];
+            if word_idx == 0 {
+                let mut chars = word.chars();
+                let first = chars.next().map(|c| c.to_ascii_uppercase()).unwrap_or('A');
+                text.push(first);
+                text.push_str(chars.as_str());
+            } else {
+                text.push(' ');
+                text.push_str(word);
+            }
+        }
+        text.push_str(if line % 3 == 2 { ".\n\n" } else { ",\n" });
+    }
+    text
+}
+
+fn setup(vocab_size: usize) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    for idx in 0..12 {
+        std::fs::write(corpus.join(format!("work_{idx:02}.txt")), document(idx)).unwrap();
+    }
+    let config = dir.path().join("tiny.toml");
+    write_config(&config, vocab_size);
+    let run_dir = dir.path().join("run");
+    Run { corpus, config, run_dir, _dir: dir }
+}
+
+fn write_config(path: &Path, vocab_size: usize) {
+    let smoke = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/smoke.toml")).unwrap();
+    let mut table: toml::Table = smoke.parse().unwrap();
+    table["tokenizer"].as_table_mut().unwrap().insert("vocab_size".into(), toml::Value::Integer(vocab_size as i64));
+    std::fs::write(path, toml::to_string(&table).unwrap()).unwrap();
+}
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().unwrap()
+}
+
+impl Run {
+    fn cascade(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["cascade", "--quiet", "--config", self.config.to_str().unwrap()];
+        args.extend(["--corpus", self.corpus.to_str().unwrap(), "--run-dir", self.run_dir.to_str().unwrap()]);
+        args.extend(extra);
+        xtask(&args)
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_ok(output: &Output) -> String {
+    let err = stderr(output);
+    assert!(output.status.success(), "failed: {err}");
+    err
+}
+
+/// A failure is one `error:` line, no panic, non-zero exit.
+fn assert_one_line_error(output: &Output, expected: &[&str]) {
+    let err = stderr(output);
+    assert!(!output.status.success(), "unexpected success: {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(error_lines.len(), 1, "{err}");
+    for needle in expected {
+        assert!(error_lines[0].contains(needle), "`{needle}` not in: {err}");
+    }
+}
+
+fn status_of(log: &str, stage: &str) -> String {
+    log.lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with(stage))
+        .map(|l| l.trim_start()[stage.len()..].trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn second_run_is_cached_and_a_config_change_reruns_exactly_downstream() {
+    let run = setup(320);
+    let first = assert_ok(&run.cascade(&[]));
+    assert!(status_of(&first, "data").starts_with("done"), "{first}");
+    assert!(status_of(&first, "tokenizer").starts_with("done"), "{first}");
+    for stage in ["data", "tokenizer"] {
+        assert!(run.run_dir.join(stage).join("manifest.json").is_file());
+    }
+    assert!(run.run_dir.join("config.toml").is_file() && run.run_dir.join("run.log").is_file());
+
+    let second = assert_ok(&run.cascade(&[]));
+    assert_eq!(status_of(&second, "data"), "up to date", "{second}");
+    assert_eq!(status_of(&second, "tokenizer"), "up to date", "{second}");
+
+    write_config(&run.config, 300);
+    let third = assert_ok(&run.cascade(&[]));
+    assert_eq!(status_of(&third, "data"), "up to date", "{third}");
+    assert!(status_of(&third, "tokenizer").starts_with("done"), "{third}");
+
+    let forced = assert_ok(&run.cascade(&["--force", "data", "--to", "data"]));
+    assert!(status_of(&forced, "data").starts_with("done"), "{forced}");
+    assert!(!forced.contains("tokenizer  running"), "{forced}");
+}
+
+#[test]
+fn a_corrupt_manifest_is_one_clear_error() {
+    let run = setup(300);
+    assert_ok(&run.cascade(&["--to", "data"]));
+    std::fs::write(run.run_dir.join("data/manifest.json"), "{ not json").unwrap();
+    assert_one_line_error(&run.cascade(&[]), &["data/manifest.json", "corrupt"]);
+}
+
+#[test]
+fn missing_inputs_and_config_typos_are_one_clear_error() {
+    let run = setup(300);
+    let missing = run.corpus.join("nope");
+    assert_one_line_error(
+        &xtask(&["cascade", "--quiet", "--corpus", missing.to_str().unwrap(), "--run-dir", run.run_dir.to_str().unwrap()]),
+        &["nope", "does not exist"],
+    );
+    assert_one_line_error(
+        &xtask(&["tokenizer", "--quiet", "--config", run.config.to_str().unwrap(), "--run-dir", run.run_dir.to_str().unwrap()]),
+        &["data", "run the data stage first"],
+    );
+    let typo = run.config.with_file_name("typo.toml");
+    std::fs::write(&typo, "[tokenizer]\nvocab_sise = 300\n").unwrap();
+    assert_one_line_error(
+        &xtask(&["cascade", "--config", typo.to_str().unwrap(), "--run-dir", run.run_dir.to_str().unwrap()]),
+        &["typo.toml:2", "vocab_sise"],
+    );
+    assert_one_line_error(&xtask(&["cascade", "--preset", "enormous"]), &["enormous", "smoke"]);
+}
