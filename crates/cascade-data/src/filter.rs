@@ -35,7 +35,11 @@ pub fn check(text: &str, config: &FilterConfig) -> Result<(), Rejection> {
     if words.is_empty() {
         return Ok(());
     }
-    let word_chars: usize = words.iter().map(|w| w.chars().count()).sum();
+    let word_chars: usize = if text.is_ascii() {
+        words.iter().map(|w| w.len()).sum()
+    } else {
+        words.iter().map(|w| w.chars().count()).sum()
+    };
     let mean_len = word_chars as f64 / words.len() as f64;
     if mean_len < config.min_mean_word_length {
         return reject(FilterKind::MinMeanWordLength, mean_len, config.min_mean_word_length);

@@ -68,6 +68,12 @@ fn process(file: u32, raw: RawRecord, config: &DataConfig, hasher: Option<&MinHa
     let raw_bytes = raw.text.len() as u64;
     let raw_words = filter::count_words(&raw.text);
     let text = normalize(raw.text, &mut stats);
+    // Unchanged text (the common case) has the words already counted.
+    let words = if stats == NormalizeStats::default() && text.len() as u64 == raw_bytes {
+        raw_words
+    } else {
+        filter::count_words(&text)
+    };
     let rejection = filter::check(&text, &config.filters).err();
     let (exact_hash, signature) = match (&rejection, hasher) {
         (Some(_), _) => (0, Vec::new()),
@@ -83,7 +89,7 @@ fn process(file: u32, raw: RawRecord, config: &DataConfig, hasher: Option<&MinHa
         raw_bytes,
         raw_words,
         bytes: text.len() as u64,
-        words: filter::count_words(&text),
+        words,
         rejection,
         exact_hash,
         signature,
