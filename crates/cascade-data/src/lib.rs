@@ -2,7 +2,8 @@
 //! train/validation shards plus a report of every decision.
 //!
 //! The stage runs as passes over the corpus, none of which holds more than a window of text
-//! in memory (state grows with the number of documents: ids, hashes and MinHash signatures):
+//! in memory (state grows with the number of documents: ids, hashes and MinHash signatures;
+//! a `.txt`/`.md` file is one document and is held whole while it is processed):
 //!
 //! 1. **signature pass** ([`run`], or [`run_shard`] on a slice of the files): read `.txt`/`.md`
 //!    files (one document each) and JSONL records (plain, `.gz` or `.zst`), repair invalid
