@@ -102,11 +102,11 @@ impl BpeModel {
             0 => {}
             1 => out.push(self.byte_ids[piece[0] as usize]),
             _ => {
-                if self.ignore_merges {
-                    if let Some(&id) = self.lookup.get(piece) {
-                        out.push(id);
-                        return;
-                    }
+                if self.ignore_merges
+                    && let Some(&id) = self.lookup.get(piece)
+                {
+                    out.push(id);
+                    return;
                 }
                 if piece.len() < HEAP_THRESHOLD {
                     self.merge_small(piece, scratch, out);

@@ -29,12 +29,12 @@ pub(crate) enum Pretokenizer {
 
 impl Pretokenizer {
     /// Compiles `pattern`, recognising the two built-in patterns by their exact text.
-    pub(crate) fn new(pattern: &str) -> Result<Self, fancy_regex::Error> {
+    pub(crate) fn new(pattern: &str) -> Result<Self, Box<fancy_regex::Error>> {
         crate::unicode::warm_up();
         Ok(match pattern {
             GPT2_PATTERN => Self::Gpt2,
             CL100K_PATTERN => Self::Cl100k,
-            other => Self::Custom(Box::new(fancy_regex::Regex::new(other)?)),
+            other => Self::Custom(Box::new(fancy_regex::Regex::new(other).map_err(Box::new)?)),
         })
     }
 
@@ -171,10 +171,10 @@ fn contraction_len(text: &[u8], idx: usize, ignore_case: bool) -> Option<usize> 
 /// End of the GPT-2 piece starting at `start`.
 fn gpt2_piece_end(text: &[u8], start: usize) -> usize {
     let first = text[start];
-    if first == b'\'' {
-        if let Some(len) = contraction_len(text, start, false) {
-            return start + len;
-        }
+    if first == b'\''
+        && let Some(len) = contraction_len(text, start, false)
+    {
+        return start + len;
     }
     let (class, len) = class_at(text, start);
     if first == b' ' && start + 1 < text.len() {
@@ -206,10 +206,10 @@ fn whitespace_piece_end(text: &[u8], start: usize) -> usize {
 /// End of the cl100k piece starting at `start`.
 fn cl100k_piece_end(text: &[u8], start: usize) -> usize {
     let first = text[start];
-    if first == b'\'' {
-        if let Some(len) = contraction_len(text, start, true) {
-            return start + len;
-        }
+    if first == b'\''
+        && let Some(len) = contraction_len(text, start, true)
+    {
+        return start + len;
     }
     let (class, len) = class_at(text, start);
     match class {

@@ -225,11 +225,11 @@ impl EncodeSession<'_> {
                 out.push(model.byte_ids[piece[0] as usize]);
                 return;
             }
-            if model.ignore_merges {
-                if let Some(&id) = model.lookup.get(piece) {
-                    out.push(id);
-                    return;
-                }
+            if model.ignore_merges
+                && let Some(&id) = model.lookup.get(piece)
+            {
+                out.push(id);
+                return;
             }
             if piece.len() > CACHE_MAX_PIECE {
                 model.encode_piece(piece, scratch, out);

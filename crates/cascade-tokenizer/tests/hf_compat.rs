@@ -76,3 +76,37 @@ fn malformed_files_are_rejected_with_the_key_named() {
         .to_string();
     assert!(err.contains("r.tiktoken") && err.contains("line 2"), "{err}");
 }
+
+#[test]
+fn training_agrees_with_hf_trainer_on_the_default_corpus() {
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    let Some(texts) = common::corpus_texts(4) else { return };
+    let config = TokenizerConfig { vocab_size: 2000, ..Default::default() };
+    let (ours, _) = train_on_texts(&config, &texts, &NoProgress).unwrap();
+
+    let mut hf = tokenizers::Tokenizer::new(tokenizers::models::bpe::BPE::default());
+    hf.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
+    let trainer = tokenizers::models::bpe::BpeTrainerBuilder::new()
+        .show_progress(false)
+        .vocab_size(config.vocab_size as usize)
+        .min_frequency(config.min_frequency)
+        .special_tokens(config.special_tokens().into_iter().map(|name| tokenizers::AddedToken::from(name, true)).collect())
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .build();
+    let mut trainer = tokenizers::models::TrainerWrapper::BpeTrainer(trainer);
+    hf.train(&mut trainer, texts.iter()).unwrap();
+
+    // Same vocabulary, token for token: the tie-breaks differ only in how equal counts are
+    // ordered, which has not changed which tokens are learned on this corpus.
+    let hf_tokens: std::collections::BTreeSet<String> = hf.get_vocab(false).into_keys().collect();
+    let dir = tempfile::tempdir().unwrap();
+    ours.save_hf(&dir.path().join("t.json")).unwrap();
+    let ours_hf = tokenizers::Tokenizer::from_file(dir.path().join("t.json")).unwrap();
+    let our_tokens: std::collections::BTreeSet<String> = ours_hf.get_vocab(false).into_keys().collect();
+    let differing = our_tokens.symmetric_difference(&hf_tokens).count();
+    assert!(differing == 0, "{differing} tokens differ from HF's trainer");
+    let n_ours: usize = texts.iter().map(|t| ours.encode_ordinary(t).len()).sum();
+    let n_hf: usize = texts.iter().map(|t| hf.encode(t.as_str(), false).unwrap().get_ids().len()).sum();
+    let ratio = n_hf as f64 / n_ours as f64;
+    assert!((ratio - 1.0).abs() < 0.005, "bytes per token ours / HF = {ratio}");
+}

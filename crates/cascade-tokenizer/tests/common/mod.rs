@@ -66,7 +66,10 @@ pub fn corpus_path() -> Option<PathBuf> {
 /// when the corpus is absent.
 pub fn corpus_texts(max_files: usize) -> Option<Vec<String>> {
     let Some(path) = corpus_path() else {
-        eprintln!("note: default corpus not found next to the repository; skipping");
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("note: default corpus not found next to the repository; skipping");
+        }
         return None;
     };
     let file = std::fs::File::open(path).unwrap();
