@@ -61,7 +61,7 @@ pub struct EncoderConfig {
     pub init_std: f64,
     /// Classes of the sequence-classification head. Default 2.
     pub n_classes: usize,
-    /// `"mean"` (over non-padding tokens) or `"first"` (first token). Default `"mean"`.
+    /// `"mean"` (over non-padding tokens) or `"first"` (first token; pad on the right). Default `"mean"`.
     pub pooling: Pooling,
 }
 

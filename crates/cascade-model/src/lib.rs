@@ -5,7 +5,22 @@
 //! Read one family file to see the whole architecture: `decoder.rs`, `encoder.rs`,
 //! `encoder_decoder.rs`. The three differ mainly in how tokens see context: causal masks in
 //! the decoder, none in the encoder, and both plus cross-attention in the encoder-decoder.
+//!
+//! - Build: `DecoderConfig { .. }.init(&device)?` validates the config (errors name the key)
+//!   and draws every weight (seed the device first for reproducible weights).
+//! - Run: `forward(tokens)` gives logits for every position; `forward_layout` takes a
+//!   [`BatchLayout`] (padding, per-row positions, packed segments); `forward_cached` continues
+//!   from a [`KvCache`] / [`Seq2SeqCache`] and equals the full pass.
+//! - Train: build on `device.autodiff()`; evaluate with `model.valid()` (dropout off).
+//! - Cost: `config.costs()` gives [`ModelCosts`] (parameters, FLOPs per token, cache bytes).
+//! - Save: [`save_safetensors`] / [`load_safetensors`] (config JSON beside the weights, every
+//!   tensor checked on load), [`save_burnpack`] / [`load_burnpack`] for exact resume.
+//! - Export: [`export_hf_llama`] writes a directory `transformers` loads as `LlamaForCausalLM`.
+//! - Devices: [`parse_device`] turns `flex` / `wgpu` into a burn [`Device`](burn::prelude::Device).
 #![deny(missing_docs)]
+
+/// The burn version this crate is built on, re-exported so callers use the same types.
+pub use burn;
 
 mod blocks;
 mod cache;
