@@ -10,6 +10,8 @@ use burn::nn::Embedding;
 use burn::prelude::*;
 
 /// Where the tokens of a forward pass sit in their sequences.
+// Built once per forward pass and passed by reference: boxing the tensor would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub(crate) enum Positions {
     /// Every row holds positions `start, start + 1, ...`.
