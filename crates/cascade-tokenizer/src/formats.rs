@@ -164,6 +164,12 @@ impl BpeTokenizer {
         Self::from_parts(&path.display().to_string(), token_bytes, specials, merges, ignore_merges, &pattern)
     }
 
+    /// Reads a tiktoken rank file from `path`; see [`BpeTokenizer::from_tiktoken`].
+    pub fn load_tiktoken(path: &Path, specials: &[(&str, u32)], pattern: &str) -> Result<Self, TokenizerError> {
+        let ranks = std::fs::read_to_string(path).map_err(|e| TokenizerError::io(path, e))?;
+        Self::from_tiktoken(&ranks, specials, pattern, path)
+    }
+
     /// Builds a tokenizer from a tiktoken rank file (`<base64 bytes> <rank>` per line, ranks
     /// `0..n`), with `specials` as `(name, id)` and the pre-tokenizer `pattern`
     /// (e.g. [`GPT2_PATTERN`] for GPT-2's `r50k_base`). Merge priorities are the ranks, and

@@ -18,6 +18,20 @@ fn varied_text_matches_tiktoken() {
 }
 
 #[test]
+fn rank_file_on_disk_loads_the_same_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r50k_base.tiktoken");
+    std::fs::write(&path, common::gpt2_rank_file()).unwrap();
+    let loaded = cascade_tokenizer::BpeTokenizer::load_tiktoken(&path, &[("<|endoftext|>", 50_256)], cascade_tokenizer::GPT2_PATTERN)
+        .unwrap();
+    assert_eq!(loaded.fingerprint(), common::gpt2().fingerprint());
+    assert_eq!(loaded.vocab_size(), 50_257);
+    let missing = dir.path().join("absent.tiktoken");
+    let err = cascade_tokenizer::BpeTokenizer::load_tiktoken(&missing, &[], cascade_tokenizer::GPT2_PATTERN).unwrap_err();
+    assert!(err.to_string().contains("absent.tiktoken"), "{err}");
+}
+
+#[test]
 fn long_pieces_take_the_heap_path_and_still_match() {
     let ours = common::gpt2();
     let reference = common::tiktoken_gpt2();
