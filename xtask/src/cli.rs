@@ -38,6 +38,16 @@ pub enum DeviceArg {
     Wgpu,
 }
 
+impl DeviceArg {
+    /// The name `cascade_model::parse_device` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flex => "flex",
+            Self::Wgpu => "wgpu",
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct CommonArgs {
     /// A preset from `configs/` (smoke, small, base). Default: small.

@@ -80,9 +80,11 @@ impl RunRequest {
             }
         };
         let config = config::load(&config_path)?;
-        if raw.device == DeviceArg::Wgpu && !cfg!(feature = "wgpu") {
+        // Fail before any stage runs when the device is not in this build.
+        if let Err(err) = cascade_model::parse_device(raw.device.name()) {
             bail!(
-                "--device wgpu needs a build with the wgpu feature: `cargo run -p xtask --release --features wgpu -- <command> --device wgpu`"
+                "--device {}: {err}; the runner is built with it by `cargo run -p xtask --release --features wgpu -- <command> --device wgpu`",
+                raw.device.name()
             );
         }
         let corpus = match raw.corpus {

@@ -154,4 +154,7 @@ fn missing_inputs_and_config_typos_are_one_clear_error() {
         &["typo.toml:2", "vocab_sise"],
     );
     assert_one_line_error(&xtask(&["cascade", "--preset", "enormous"]), &["enormous", "smoke"]);
+    if !cfg!(feature = "wgpu") {
+        assert_one_line_error(&xtask(&["cascade", "--device", "wgpu"]), &["--device wgpu", "--features wgpu"]);
+    }
 }
