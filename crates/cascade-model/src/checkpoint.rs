@@ -176,7 +176,7 @@ pub fn load_safetensors_into<M: Module>(mut model: M, weights: &Path) -> Result<
         return Err(match error {
             E::ShapeMismatch { path, expected, found } => bad(
                 path,
-                format!("shape {found:?} in the file, the model expects {expected:?}"),
+                format!("shape {:?} in the file, the model expects {:?}", found.to_vec(), expected.to_vec()),
             ),
             E::DTypeMismatch { path, expected, found } => {
                 bad(path, format!("dtype {found:?} in the file, the model expects {expected:?}"))
