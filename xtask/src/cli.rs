@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::runner::{self, RunRequest};
-use crate::{bench, stages};
+use crate::{bench, export, stages};
 
 /// `cargo xtask`: run the Cascade pipeline, one stage or all of them.
 #[derive(Debug, Parser)]
@@ -24,8 +24,37 @@ enum Command {
     Data(DataArgs),
     /// Train the BPE tokenizer on the train split and write the token shards (`<run-dir>/tokenizer/`).
     Tokenizer(StageArgs),
+    /// Export a decoder checkpoint for other tools (`--format hf`: the HuggingFace Llama layout).
+    Export(ExportArgs),
     /// Run criterion benchmarks side by side with peer libraries: `data`, `tokenizer`, `model` or all.
     Bench(BenchArgs),
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    /// `config.json` + `model.safetensors` (+ `tokenizer.json`) for `transformers`' `LlamaForCausalLM`.
+    Hf,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// The run directory holding the checkpoint and tokenizer. Default: `runs/small`.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// A decoder checkpoint (`*.safetensors` with its `.config.json`). Default: the newest
+    /// decoder checkpoint under the run directory.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// The `tokenizer.json` to ship. Default: `<run-dir>/tokenizer/tokenizer.json`.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Output directory. Default: `<run-dir>/export/hf`.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Where a compute-heavy stage runs.
@@ -190,6 +219,14 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Command::Tokenizer(args) => runner::run(args.request("tokenizer")?),
+        Command::Export(args) => match args.format {
+            ExportFormat::Hf => export::export_hf(&export::ExportRequest {
+                run_dir: args.run_dir.unwrap_or_else(|| crate::config::workspace_root().join("runs").join("small")),
+                checkpoint: args.checkpoint,
+                tokenizer: args.tokenizer,
+                out: args.out,
+            }),
+        },
         Command::Bench(args) => bench::run(args.target.as_deref(), &args.criterion_args),
     }
 }

@@ -8,6 +8,7 @@ mod bench;
 mod cli;
 mod config;
 mod corpus;
+mod export;
 mod progress;
 mod runner;
 mod stages;

@@ -158,3 +158,37 @@ fn missing_inputs_and_config_typos_are_one_clear_error() {
         assert_one_line_error(&xtask(&["cascade", "--device", "wgpu"]), &["--device wgpu", "--features wgpu"]);
     }
 }
+
+#[test]
+fn export_writes_the_hf_llama_layout_with_the_runs_tokenizer() {
+    let run = setup(300);
+    assert_ok(&run.cascade(&[]));
+    let device = cascade_model::parse_device("flex").unwrap();
+    let config = cascade_model::DecoderConfig {
+        vocab_size: 300,
+        d_model: 32,
+        n_layers: 1,
+        n_heads: 4,
+        n_kv_heads: 2,
+        max_seq_len: 64,
+        ..Default::default()
+    };
+    let decoder = config.init(&device).unwrap();
+    let checkpoint = run.run_dir.join("pretrain").join("decoder.safetensors");
+    cascade_model::save_safetensors(&decoder, &checkpoint).unwrap();
+
+    let out = run.run_dir.join("hf");
+    assert_ok(&xtask(&["export", "--format", "hf", "--run-dir", run.run_dir.to_str().unwrap(), "--out", out.to_str().unwrap()]));
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let hf_config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(hf_config["num_key_value_heads"], 2);
+    assert_eq!(hf_config["eos_token_id"], 0, "<|endoftext|> is id 0 in the run's tokenizer");
+
+    let empty = tempfile::tempdir().unwrap();
+    assert_one_line_error(
+        &xtask(&["export", "--format", "hf", "--run-dir", empty.path().to_str().unwrap()]),
+        &["no decoder checkpoint", "--checkpoint"],
+    );
+}
