@@ -213,21 +213,21 @@ mod tests {
         for _ in 0..2000 {
             let window: Vec<u32> = (0..64).map(|i| if i % 16 == 0 { sp.endoftext } else { 40 + rng.below(160) as u32 }).collect();
             let ex = masked_lm(&window, 0.15, vocab, &sp, &mut rng);
-            for i in 0..window.len() {
-                if sp.is_special(window[i]) {
+            for (i, &id) in window.iter().enumerate() {
+                if sp.is_special(id) {
                     assert!(!ex.selected[i], "special selected");
-                    assert_eq!(ex.inputs[i], window[i]);
+                    assert_eq!(ex.inputs[i], id);
                     continue;
                 }
                 n_tokens += 1;
                 if !ex.selected[i] {
-                    assert_eq!(ex.inputs[i], window[i]);
+                    assert_eq!(ex.inputs[i], id);
                     continue;
                 }
                 n_sel += 1;
                 if ex.inputs[i] == sp.mask {
                     n_mask += 1;
-                } else if ex.inputs[i] == window[i] {
+                } else if ex.inputs[i] == id {
                     n_same += 1;
                 } else {
                     assert!(!sp.is_special(ex.inputs[i]));

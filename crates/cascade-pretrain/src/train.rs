@@ -172,7 +172,7 @@ pub(crate) fn train<M: Pretrainable>(
             val_bits_per_byte: None,
             val_accuracy: None,
         };
-        if is_last || (cfg.eval_every > 0 && state.step % cfg.eval_every == 0) {
+        if is_last || (cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every)) {
             last_eval = evaluate(&model, &val_batches, &plain);
             record.val_loss = Some(last_eval.loss);
             record.val_perplexity = Some(last_eval.loss.exp());
@@ -185,7 +185,7 @@ pub(crate) fn train<M: Pretrainable>(
             "step {} loss {:.4} lr {:.2e} {:.0} tok/s",
             state.step, loss_sum, lr, record.tokens_per_s
         ));
-        if !is_last && cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0 {
+        if !is_last && cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every) {
             checkpoint::save(&ckpt_dir, &model, &optimizer, &state)?;
             last_checkpoint = ckpt_dir.display().to_string();
         }
