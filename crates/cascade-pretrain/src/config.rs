@@ -29,6 +29,9 @@ pub struct PretrainConfig {
     pub max_wall_s: f64,
     /// AdamW decoupled weight decay, applied to matrices only (never to norms or biases).
     pub weight_decay: f64,
+    /// Whether token and position embeddings get weight decay (matrices do; norms and biases
+    /// never). Default true, as nanoGPT; set false to keep embeddings undecayed.
+    pub decay_embeddings: bool,
     /// AdamW beta 1.
     pub beta1: f64,
     /// AdamW beta 2.
@@ -64,6 +67,7 @@ impl Default for PretrainConfig {
             max_tokens: 0,
             max_wall_s: 0.0,
             weight_decay: 0.1,
+            decay_embeddings: true,
             beta1: 0.9,
             beta2: 0.95,
             grad_clip: 1.0,

@@ -7,6 +7,7 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
 use crate::config::PretrainConfig;
+use crate::error::PretrainError;
 
 /// Ids of the parameters that are not matrices (norm gains, biases): they get no decay.
 fn vector_param_ids<M: Module>(model: &M) -> Vec<ParamId> {
@@ -23,12 +24,22 @@ fn vector_param_ids<M: Module>(model: &M) -> Vec<ParamId> {
     v.0
 }
 
+/// Parameter paths of token and position embedding tables in cascade-model's families.
+const EMBEDDING_PATHS: &str = r"(^|\.)(embed_tokens|embed_positions|source_positions|target_positions)\.weight$";
+
 /// AdamW (betas and decay from `config`, eps 1e-8) whose weight decay applies to tensors of
-/// rank 2 and above only; norms and biases are in a no-decay group.
-pub fn build_optimizer<M: Module>(model: &M, config: &PretrainConfig) -> ModuleOptimizer {
+/// rank 2 and above only; norms and biases are in a no-decay group, and so are the embedding
+/// tables when `decay_embeddings` is false.
+pub fn build_optimizer<M: Module>(model: &M, config: &PretrainConfig) -> Result<ModuleOptimizer, PretrainError> {
     let base = AdamWConfig::new().with_beta_1(config.beta1 as f32).with_beta_2(config.beta2 as f32).with_epsilon(1e-8);
-    ModuleOptimizer::from(base.clone().with_weight_decay(config.weight_decay as f32).build())
-        .with_group(ParamGroup::from_ids(vector_param_ids(model)), base.with_weight_decay(0.0).build(), None)
+    let mut optimizer = ModuleOptimizer::from(base.clone().with_weight_decay(config.weight_decay as f32).build())
+        .with_group(ParamGroup::from_ids(vector_param_ids(model)), base.clone().with_weight_decay(0.0).build(), None);
+    if !config.decay_embeddings {
+        let group = ParamGroup::from_regex(EMBEDDING_PATHS)
+            .map_err(|e| PretrainError::Config { key: "decay_embeddings", message: format!("{e:?}") })?;
+        optimizer = optimizer.with_group(group, base.with_weight_decay(0.0).build(), None);
+    }
+    Ok(optimizer)
 }
 
 /// The L2 norm of all gradients together (one host sync).
@@ -106,6 +117,43 @@ mod tests {
         // Below the threshold nothing changes.
         assert!((clip_global_norm(&lin, &mut grads, 5.0) - 1.0).abs() < 1e-5);
         assert!((global_grad_norm(&lin, &grads) - 1.0).abs() < 1e-5);
+    }
+
+    #[derive(Module, Debug)]
+    struct Tiny {
+        embed_tokens: burn::nn::Embedding,
+        proj: Linear,
+    }
+
+    fn decay_only_step(decay_embeddings: bool) -> (bool, bool, bool) {
+        let device = Device::flex().autodiff();
+        let model = Tiny {
+            embed_tokens: burn::nn::EmbeddingConfig::new(5, 3).init(&device),
+            proj: LinearConfig::new(3, 2).init(&device),
+        };
+        let cfg = PretrainConfig { weight_decay: 0.5, decay_embeddings, ..Default::default() };
+        let mut optimizer = build_optimizer(&model, &cfg).unwrap();
+        // Zero gradients: Adam's update is 0, so any change is weight decay alone.
+        let ids = Tensor::<1, Int>::from_ints([0, 1, 2].as_slice(), &device).reshape([1, 3]);
+        let loss = model.proj.forward(model.embed_tokens.forward(ids)).sum().mul_scalar(0.0);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let before = |m: &Tiny| {
+            (
+                m.embed_tokens.weight.val().into_data().try_to_vec::<f32>().unwrap(),
+                m.proj.weight.val().into_data().try_to_vec::<f32>().unwrap(),
+                m.proj.bias.as_ref().unwrap().val().into_data().try_to_vec::<f32>().unwrap(),
+            )
+        };
+        let (e0, w0, b0) = before(&model);
+        let model = optimizer.step(0.1, model, grads);
+        let (e1, w1, b1) = before(&model);
+        (e0 != e1, w0 != w1, b0 != b1)
+    }
+
+    #[test]
+    fn weight_decay_groups() {
+        assert_eq!(decay_only_step(true), (true, true, false), "matrices and embeddings decay, biases not");
+        assert_eq!(decay_only_step(false), (false, true, false), "embeddings excluded when configured");
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub(crate) fn train<M: Pretrainable>(
 ) -> Result<(M, PretrainReport), PretrainError> {
     let cfg = setup.config;
     let plain = device.clone().without_autodiff();
-    let mut optimizer = build_optimizer(&model, cfg);
+    let mut optimizer = build_optimizer(&model, cfg)?;
     let mut state = TrainState {
         step: 0,
         tokens: 0,
