@@ -142,3 +142,54 @@ fn bad_inputs_name_the_key() {
     let err = run(&job, &Device::flex(), &NoProgress).unwrap_err().to_string();
     assert!(err.contains("seq_len") && err.contains("max_seq_len"), "{err}");
 }
+
+#[derive(Default)]
+struct Counting {
+    begun: std::sync::atomic::AtomicU64,
+    advanced: std::sync::atomic::AtomicU64,
+    messages: std::sync::atomic::AtomicU64,
+    ended: std::sync::atomic::AtomicU64,
+}
+
+impl cascade_core::Progress for Counting {
+    fn begin(&self, _label: &str, total: Option<u64>, _unit: &str) {
+        assert_eq!(total, Some(4));
+        self.begun.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn advance(&self, n: u64) {
+        self.advanced.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn message(&self, text: &str) {
+        assert!(text.contains("loss"), "{text}");
+        self.messages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn end(&self) {
+        self.ended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn progress_sees_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = write_shard(dir.path(), "train", 10, 1);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let special = special();
+    let model = decoder();
+    let cfg = config(4);
+    let job = PretrainJob {
+        model: &model,
+        config: &cfg,
+        train_tokens: &train,
+        val_tokens: &train,
+        val_bytes_per_token: None,
+        special: &special,
+        out_dir: &out,
+        resume_from: None,
+        peak_flops: None,
+    };
+    let progress = Counting::default();
+    run(&job, &Device::flex(), &progress).unwrap();
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!((get(&progress.begun), get(&progress.advanced), get(&progress.messages), get(&progress.ended)), (1, 4, 4, 1));
+}
