@@ -24,6 +24,8 @@ enum Command {
     Data(DataArgs),
     /// Train the BPE tokenizer on the train split and write the token shards (`<run-dir>/tokenizer/`).
     Tokenizer(StageArgs),
+    /// Pretrain one family (`--arch`), or all three in cascade order (`<run-dir>/pretrain-<arch>/`).
+    Pretrain(PretrainArgs),
     /// Export a decoder checkpoint for other tools (`--format hf`: the HuggingFace Llama layout).
     Export(ExportArgs),
     /// Run criterion benchmarks side by side with peer libraries: `data`, `tokenizer`, `model` or all.
@@ -142,6 +144,15 @@ struct DataArgs {
 }
 
 #[derive(Debug, Args)]
+struct PretrainArgs {
+    #[command(flatten)]
+    stage: StageArgs,
+    /// The family to pretrain; all three when omitted.
+    #[arg(long, value_enum)]
+    arch: Option<crate::pretrain::Arch>,
+}
+
+#[derive(Debug, Args)]
 struct BenchArgs {
     /// Which bench: data, tokenizer, model; all when omitted.
     target: Option<String>,
@@ -219,6 +230,19 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Command::Tokenizer(args) => runner::run(args.request("tokenizer")?),
+        Command::Pretrain(args) => match args.arch {
+            Some(arch) => runner::run(args.stage.request(arch.stage_name())?),
+            None => {
+                let force = args.stage.force;
+                let mut request = args.stage.common.request()?;
+                request.from = Some(crate::pretrain::Arch::Decoder.stage_name().to_owned());
+                request.to = Some(crate::pretrain::Arch::EncoderDecoder.stage_name().to_owned());
+                if force {
+                    request.force_stages = ["decoder", "encoder", "encoder-decoder"].map(|a| format!("pretrain-{a}")).to_vec();
+                }
+                runner::run(request)
+            }
+        },
         Command::Export(args) => match args.format {
             ExportFormat::Hf => export::export_hf(&export::ExportRequest {
                 run_dir: args.run_dir.unwrap_or_else(|| crate::config::workspace_root().join("runs").join("small")),

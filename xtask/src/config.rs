@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 /// The whole cascade's configuration, one section per stage crate.
@@ -16,6 +16,37 @@ pub struct CascadeConfig {
     /// `[tokenizer]`: BPE training and encoding.
     #[serde(default)]
     pub tokenizer: cascade_tokenizer::TokenizerConfig,
+    /// `[model.decoder]`, `[model.encoder]`, `[model.encoder_decoder]`: the architectures.
+    #[serde(default)]
+    pub model: ModelSection,
+    /// `[pretrain.decoder]`, `[pretrain.encoder]`, `[pretrain.encoder_decoder]`: each family's
+    /// pretraining run (objective settings, schedule, budget).
+    #[serde(default)]
+    pub pretrain: PretrainSection,
+}
+
+/// One architecture config per family. `vocab_size` is not set here: it is the tokenizer's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// Decoder-only (GPT/Llama style).
+    pub decoder: cascade_model::DecoderConfig,
+    /// Encoder-only (BERT style).
+    pub encoder: cascade_model::EncoderConfig,
+    /// Encoder-decoder (T5 style).
+    pub encoder_decoder: cascade_model::EncoderDecoderConfig,
+}
+
+/// One pretraining config per family.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PretrainSection {
+    /// Causal LM for the decoder.
+    pub decoder: cascade_pretrain::PretrainConfig,
+    /// Masked LM for the encoder.
+    pub encoder: cascade_pretrain::PretrainConfig,
+    /// Span corruption for the encoder-decoder.
+    pub encoder_decoder: cascade_pretrain::PretrainConfig,
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -50,7 +81,7 @@ pub fn load(path: &Path) -> Result<CascadeConfig> {
 
 /// Parses and validates config text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<CascadeConfig> {
-    let config: CascadeConfig = toml::from_str(text).map_err(|err| {
+    let mut config: CascadeConfig = toml::from_str(text).map_err(|err| {
         let location = err.span().map(|span| {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
@@ -65,7 +96,48 @@ pub fn parse(text: &str, origin: &str) -> Result<CascadeConfig> {
     })?;
     config.data.validate().map_err(|e| anyhow!("{origin}: [data] {e}"))?;
     config.tokenizer.validate().map_err(|e| anyhow!("{origin}: [tokenizer] {e}"))?;
+    resolve_models(&mut config, text, origin)?;
     Ok(config)
+}
+
+/// Gives every model the tokenizer's vocabulary size (one source of truth: a model whose
+/// embedding table disagrees with the token ids is a bug, not a choice), then validates the
+/// model and pretraining sections against each other.
+fn resolve_models(config: &mut CascadeConfig, text: &str, origin: &str) -> Result<()> {
+    let vocab_size = config.tokenizer.vocab_size as usize;
+    let table: toml::Table = toml::from_str(text).unwrap_or_default();
+    for family in ["decoder", "encoder", "encoder_decoder"] {
+        let written = table.get("model").and_then(|m| m.get(family)).and_then(|f| f.get("vocab_size"));
+        if let Some(written) = written.filter(|v| v.as_integer() != Some(vocab_size as i64)) {
+            bail!(
+                "{origin}: [model.{family}] vocab_size = {written} differs from [tokenizer] vocab_size = {vocab_size}; models take the tokenizer's, leave it out"
+            );
+        }
+    }
+    let model = &mut config.model;
+    model.decoder.vocab_size = vocab_size;
+    model.encoder.vocab_size = vocab_size;
+    model.encoder_decoder.vocab_size = vocab_size;
+    model.decoder.validate().map_err(|e| anyhow!("{origin}: [model.decoder] {e}"))?;
+    model.encoder.validate().map_err(|e| anyhow!("{origin}: [model.encoder] {e}"))?;
+    model.encoder_decoder.validate().map_err(|e| anyhow!("{origin}: [model.encoder_decoder] {e}"))?;
+    let pretrain = &config.pretrain;
+    for (family, section) in
+        [("decoder", &pretrain.decoder), ("encoder", &pretrain.encoder), ("encoder_decoder", &pretrain.encoder_decoder)]
+    {
+        section.validate().map_err(|e| anyhow!("{origin}: [pretrain.{family}] {e}"))?;
+    }
+    let fits = [
+        ("decoder", pretrain.decoder.seq_len, model.decoder.max_seq_len, "max_seq_len"),
+        ("encoder", pretrain.encoder.seq_len, model.encoder.max_seq_len, "max_seq_len"),
+        ("encoder_decoder", pretrain.encoder_decoder.seq_len, model.encoder_decoder.max_source_len, "max_source_len"),
+    ];
+    for (family, seq_len, limit, key) in fits {
+        if seq_len > limit {
+            bail!("{origin}: [pretrain.{family}] seq_len = {seq_len} is longer than [model.{family}] {key} = {limit}");
+        }
+    }
+    Ok(())
 }
 
 /// The resolved config as TOML, written into the run directory.
@@ -101,6 +173,22 @@ mod tests {
         assert!(err.contains("pretrian") && err.contains("my.toml:1"), "{err}");
         let err = parse("[tokenizer]\nvocab_size = \"big\"\n", "my.toml").unwrap_err().to_string();
         assert!(err.contains("my.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn models_take_the_tokenizer_vocabulary_and_must_fit_the_pretraining_windows() {
+        let config = parse("[tokenizer]\nvocab_size = 2048\n", "v.toml").unwrap();
+        assert_eq!(config.model.decoder.vocab_size, 2048);
+        assert_eq!(config.model.encoder_decoder.vocab_size, 2048);
+        parse("[tokenizer]\nvocab_size = 2048\n[model.decoder]\nvocab_size = 2048\n", "v.toml").unwrap();
+        let err = parse("[tokenizer]\nvocab_size = 2048\n[model.decoder]\nvocab_size = 99\n", "v.toml").unwrap_err().to_string();
+        assert!(err.contains("[model.decoder] vocab_size = 99") && err.contains("[tokenizer] vocab_size = 2048"), "{err}");
+        let err = parse("[model.decoder]\nmax_seq_len = 64\n[pretrain.decoder]\nseq_len = 128\n", "v.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("seq_len = 128") && err.contains("max_seq_len = 64"), "{err}");
+        let err = parse("[model.encoder]\nd_model = 100\nn_heads = 8\n", "v.toml").unwrap_err().to_string();
+        assert!(err.contains("[model.encoder]") && err.contains("d_model"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod corpus;
 mod export;
+mod pretrain;
 mod progress;
 mod runner;
 mod stages;

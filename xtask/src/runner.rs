@@ -175,18 +175,18 @@ fn run_stage(ctx: &Ctx, stage: &dyn Stage) -> Result<()> {
     };
     let reason = match &staleness {
         Some(Staleness::UpToDate) => {
-            ctx.log.line(&format!("  {name:<10} up to date"));
+            ctx.log.line(&format!("  {name:<24} up to date"));
             return Ok(());
         }
         Some(other) => other.to_string(),
         None => "forced".to_owned(),
     };
-    ctx.log.line(&format!("  {name:<10} running ({reason})"));
+    ctx.log.line(&format!("  {name:<24} running ({reason})"));
     let stage_dir = StageDir::begin(layout, name)?;
     let metrics = stage.run(ctx, stage_dir.path()).with_context(|| format!("stage {name} failed"))?;
     let summary = stage.summary(&metrics);
     let manifest = stage_dir.commit(&config_hash, inputs, metrics)?;
-    ctx.log.line(&format!("  {name:<10} done in {:.1}s: {summary}", manifest.wall_s));
+    ctx.log.line(&format!("  {name:<24} done in {:.1}s: {summary}", manifest.wall_s));
     Ok(())
 }
 

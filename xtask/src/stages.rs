@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::runner::Ctx;
 
 /// The stage names in cascade order.
-pub const STAGE_NAMES: &[&str] = &["data", "tokenizer"];
+pub const STAGE_NAMES: &[&str] = &["data", "tokenizer", "pretrain-decoder", "pretrain-encoder", "pretrain-encoder-decoder"];
 
 /// One stage as the runner sees it.
 pub trait Stage {
@@ -29,11 +29,17 @@ pub trait Stage {
 
 /// Every stage, in cascade order.
 pub fn all() -> Vec<Box<dyn Stage>> {
-    vec![Box::new(Data), Box::new(Tokenizer)]
+    vec![
+        Box::new(Data),
+        Box::new(Tokenizer),
+        Box::new(crate::pretrain::Pretrain(crate::pretrain::Arch::Decoder)),
+        Box::new(crate::pretrain::Pretrain(crate::pretrain::Arch::Encoder)),
+        Box::new(crate::pretrain::Pretrain(crate::pretrain::Arch::EncoderDecoder)),
+    ]
 }
 
 /// Input records for `files` of the finished stage `stage`, read from its manifest.
-fn upstream(ctx: &Ctx, stage: &str, files: &[&str]) -> Result<Vec<InputRecord>> {
+pub fn upstream(ctx: &Ctx, stage: &str, files: &[&str]) -> Result<Vec<InputRecord>> {
     let dir = ctx.request.layout.stage_dir(stage);
     let manifest = StageManifest::load(&dir)?.with_context(|| {
         format!("{} has no manifest: run the {stage} stage first (`cargo xtask {stage}`)", dir.display())
@@ -49,7 +55,7 @@ fn upstream(ctx: &Ctx, stage: &str, files: &[&str]) -> Result<Vec<InputRecord>> 
         .collect()
 }
 
-fn metric(metrics: &Value, pointer: &str) -> String {
+pub fn metric(metrics: &Value, pointer: &str) -> String {
     match metrics.pointer(pointer) {
         Some(Value::Number(n)) if n.is_f64() => format!("{:.3}", n.as_f64().unwrap_or(f64::NAN)),
         Some(Value::Number(n)) => n.to_string(),
