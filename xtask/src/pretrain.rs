@@ -129,7 +129,11 @@ impl Stage for Pretrain {
             peak_flops: Some(peak_flops),
         };
         let report = cascade_pretrain::run(&job, &device, &ctx.bars)?;
-        Ok(serde_json::to_value(report)?)
+        // The architecture's costs (parameters, FLOPs and KV-cache bytes per token) beside what
+        // training achieved, so the run report can put compute against memory per family.
+        let mut metrics = serde_json::to_value(report)?;
+        metrics["model_costs"] = serde_json::to_value(model.costs())?;
+        Ok(metrics)
     }
 
     fn summary(&self, metrics: &Value) -> String {

@@ -130,6 +130,8 @@ fn second_run_is_cached_and_a_config_change_reruns_exactly_downstream() {
         serde_json::from_str(&std::fs::read_to_string(run.run_dir.join("pretrain-decoder/manifest.json")).unwrap()).unwrap();
     let (initial, last) = (pretrain["metrics"]["initial_val_loss"].as_f64().unwrap(), pretrain["metrics"]["final_val_loss"].as_f64().unwrap());
     assert!(initial > 5.0 && last < initial - 1.0, "the smoke decoder must learn: val loss {initial} -> {last}");
+    let costs = &pretrain["metrics"]["model_costs"];
+    assert!(costs["kv_cache_bytes_per_token"].as_u64().unwrap() > 0 && costs["params_total"].as_u64().unwrap() > 0, "{costs}");
 
     let forced = assert_ok(&run.cascade(&["--force", "data", "--to", "data"]));
     assert!(status_of(&forced, "data").starts_with("done"), "{forced}");
