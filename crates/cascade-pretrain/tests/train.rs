@@ -8,7 +8,17 @@ use cascade_model::ModelConfig;
 use cascade_pretrain::{PretrainConfig, PretrainError, PretrainJob, PretrainReport, StopReason, run};
 use common::*;
 
+/// burn's device RNG (initial weights, dropout) is process-wide: runs in parallel test threads
+/// would interleave their draws and make each other's results depend on scheduling. One run at
+/// a time keeps every test deterministic.
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn train(model: &ModelConfig, cfg: &PretrainConfig) -> (tempfile::TempDir, PretrainReport) {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let train = write_shard(dir.path(), "train", 60, 1);
     let val = write_shard(dir.path(), "val", 10, 2);
@@ -91,6 +101,7 @@ fn token_budget_stops_first_with_accumulation() {
 
 #[test]
 fn divergence_stops_naming_the_step() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let train = write_shard(dir.path(), "train", 20, 1);
     let out = dir.path().join("out");
@@ -121,6 +132,7 @@ fn divergence_stops_naming_the_step() {
 
 #[test]
 fn bad_inputs_name_the_key() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let train = write_shard(dir.path(), "train", 5, 1);
     let out = dir.path().join("out");
@@ -170,6 +182,7 @@ impl cascade_core::Progress for Counting {
 
 #[test]
 fn progress_sees_every_step() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let train = write_shard(dir.path(), "train", 10, 1);
     let out = dir.path().join("out");
