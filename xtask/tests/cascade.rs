@@ -203,3 +203,27 @@ fn export_writes_the_hf_llama_layout_with_the_runs_tokenizer() {
         &["no decoder checkpoint", "--checkpoint"],
     );
 }
+
+#[test]
+fn sharded_data_runs_merge_into_the_unsharded_outputs() {
+    let run = setup(300);
+    let args = |extra: &[&str]| {
+        let mut args = vec!["data", "--quiet", "--config", run.config.to_str().unwrap()];
+        args.extend(["--corpus", run.corpus.to_str().unwrap(), "--run-dir", run.run_dir.to_str().unwrap()]);
+        args.extend(extra.iter().copied());
+        xtask(&args)
+    };
+    assert_ok(&args(&[]));
+    let unsharded: Vec<Vec<u8>> =
+        ["train.jsonl", "val.jsonl", "clusters.jsonl"].map(|f| std::fs::read(run.run_dir.join("data").join(f)).unwrap()).to_vec();
+
+    assert_ok(&args(&["--shard", "0/2"]));
+    assert_one_line_error(&args(&["--merge", "2"]), &["1-of-2"]);
+    assert_ok(&args(&["--shard", "1/2"]));
+    let merged = assert_ok(&args(&["--merge", "2"]));
+    assert!(status_of(&merged, "data").starts_with("done"), "{merged}");
+    for (file, before) in ["train.jsonl", "val.jsonl", "clusters.jsonl"].iter().zip(&unsharded) {
+        assert_eq!(&std::fs::read(run.run_dir.join("data").join(file)).unwrap(), before, "{file}");
+    }
+    assert_one_line_error(&args(&["--shard", "2/2"]), &["--shard 2/2"]);
+}
