@@ -8,6 +8,7 @@
 //! tools and inspected by hand.
 #![deny(missing_docs)]
 
+pub mod chat;
 pub mod corpus;
 pub mod error;
 pub mod hash;
@@ -17,6 +18,7 @@ pub mod progress;
 pub mod token_shard;
 pub mod tokenizer;
 
+pub use chat::{ChatError, ChatTemplate, EncodedChat, Message, Role};
 pub use corpus::{Document, ShardReader, ShardWriter};
 pub use error::{CoreError, Result};
 pub use layout::{RunLayout, StageDir};

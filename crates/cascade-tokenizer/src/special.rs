@@ -6,13 +6,13 @@ pub const ENDOFTEXT: &str = "<|endoftext|>";
 /// Fills batches to a common length.
 pub const PAD: &str = "<|pad|>";
 /// Opens a system turn in the chat template.
-pub const SYSTEM: &str = "<|system|>";
+pub const SYSTEM: &str = cascade_core::chat::SYSTEM_TOKEN;
 /// Opens a user turn in the chat template.
-pub const USER: &str = "<|user|>";
+pub const USER: &str = cascade_core::chat::USER_TOKEN;
 /// Opens an assistant turn in the chat template.
-pub const ASSISTANT: &str = "<|assistant|>";
+pub const ASSISTANT: &str = cascade_core::chat::ASSISTANT_TOKEN;
 /// Closes any chat turn.
-pub const END_OF_TURN: &str = "<|end_of_turn|>";
+pub const END_OF_TURN: &str = cascade_core::chat::END_OF_TURN_TOKEN;
 /// Replaces masked tokens in masked-language-model pretraining.
 pub const MASK: &str = "<|mask|>";
 
