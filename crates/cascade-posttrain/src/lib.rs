@@ -1,0 +1,7 @@
+//! Post-training for Cascade models: supervised fine-tuning of the decoder into a chat model,
+//! the encoder as a reply judge, the encoder-decoder as a reply generator, and DPO.
+//!
+//! Post-training reuses cascade-pretrain's loop pieces (optimizer, schedule, clipping,
+//! checkpoints) rather than writing its own: see docs/ARCHITECTURE.md for why this stage crate
+//! depends on the pretraining crate.
+#![deny(missing_docs)]
