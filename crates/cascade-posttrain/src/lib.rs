@@ -5,3 +5,11 @@
 //! checkpoints) rather than writing its own: see docs/ARCHITECTURE.md for why this stage crate
 //! depends on the pretraining crate.
 #![deny(missing_docs)]
+
+pub mod dataset;
+pub mod dialogue;
+mod error;
+
+pub use dataset::{Conversation, DatasetReport, ReadMode, SkipReason, read_conversations, write_conversations};
+pub use dialogue::{DialogueConfig, DialogueReport, build_conversations, conversations_from_shard};
+pub use error::PosttrainError;
