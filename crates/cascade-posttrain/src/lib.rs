@@ -6,10 +6,18 @@
 //! depends on the pretraining crate.
 #![deny(missing_docs)]
 
+pub mod data_source;
 pub mod dataset;
 pub mod dialogue;
 mod error;
+pub mod judge;
+pub mod seq2seq;
+mod tuning;
 
+pub use data_source::{DataSourceConfig, DataSourceReport, SftData, load_conversations};
 pub use dataset::{Conversation, DatasetReport, ReadMode, SkipReason, read_conversations, write_conversations};
 pub use dialogue::{DialogueConfig, DialogueReport, build_conversations, conversations_from_shard};
 pub use error::PosttrainError;
+pub use judge::{JudgeConfig, JudgeReport, ReplyJudge, train_judge};
+pub use seq2seq::{Seq2SeqConfig, Seq2SeqReport, train_seq2seq};
+pub use tuning::{ReplyPair, TuneError, TuneStepMetrics};
