@@ -97,7 +97,7 @@ pub fn dedup_s_curve(doc: &mut Doc, run: &RunView) -> Result<()> {
             }
         }
     }
-    let mut vlines = vec![(threshold, format!("near-dup threshold {}", num(threshold)))];
+    let mut vlines = vec![(threshold, format!("threshold {}", num(threshold)))];
     if let Some(same_threshold) = get(m, "/same_work/threshold").filter(|_| m.pointer("/same_work/enabled") == Some(&Value::Bool(true))) {
         vlines.push((same_threshold, format!("same-work {}", num(same_threshold))));
     }
@@ -107,6 +107,8 @@ pub fn dedup_s_curve(doc: &mut Doc, run: &RunView) -> Result<()> {
         .with(Series::new(format!("near-duplicate members ({n_near})"), near, Mark::Points, 1))
         .with(Series::new(format!("same-work members ({n_same})"), same, Mark::Points, 0));
     chart.vlines = vlines;
+    chart.legend = crate::plots::Legend::UpperLeft;
+    chart.vline_label_height = Some(0.15);
     chart.x_range = Some((0.0, 1.0));
     chart.y_range = Some((-0.02, 1.05));
     let svg = draw_charts("dedup-s-curve.svg", &[chart])?;

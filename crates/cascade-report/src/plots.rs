@@ -5,6 +5,7 @@ use std::error::Error;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{ReportError, Result};
 
@@ -77,6 +78,61 @@ pub struct Chart {
     pub x_range: Option<(f64, f64)>,
     /// Fixed y range (else from the data).
     pub y_range: Option<(f64, f64)>,
+    /// Where the legend goes (default upper right).
+    pub legend: Legend,
+    /// Height of the reference lines' labels, as a fraction of the y range (default 0.96).
+    pub vline_label_height: Option<f64>,
+}
+
+/// Legend corner.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Legend {
+    /// Upper right.
+    #[default]
+    UpperRight,
+    /// Upper left.
+    UpperLeft,
+    /// Lower right.
+    LowerRight,
+    /// Lower left.
+    LowerLeft,
+}
+
+impl Legend {
+    fn position(self) -> SeriesLabelPosition {
+        match self {
+            Self::UpperRight => SeriesLabelPosition::UpperRight,
+            Self::UpperLeft => SeriesLabelPosition::UpperLeft,
+            Self::LowerRight => SeriesLabelPosition::LowerRight,
+            Self::LowerLeft => SeriesLabelPosition::LowerLeft,
+        }
+    }
+}
+
+/// Draws labelled vertical lines; a label sits right of its line, or left of it where it would
+/// run past the chart's edge.
+fn draw_vlines<DB: DrawingBackend>(
+    ctx: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    vlines: &[(f64, String)],
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    label_height: f64,
+) -> std::result::Result<(), Box<dyn Error>>
+where
+    DB::ErrorType: 'static,
+{
+    let grey = RGBColor(90, 90, 90);
+    for (x, label) in vlines {
+        ctx.draw_series(LineSeries::new([(*x, y0), (*x, y1)], grey.stroke_width(1)))?;
+        // About 8 px per character on a plot area about 650 px wide.
+        let label_width = label.chars().count() as f64 * 8.0 / 650.0;
+        let overflows = (*x - x0) / (x1 - x0) + 0.01 + label_width > 1.0;
+        let (anchor, dx) = if overflows { (HPos::Right, -0.008) } else { (HPos::Left, 0.008) };
+        let style = (FONT, 15).into_font().color(&grey).pos(Pos::new(anchor, VPos::Center));
+        let at = (*x + dx * (x1 - x0), y0 + (y1 - y0) * label_height);
+        ctx.draw_series(std::iter::once(Text::new(label.clone(), at, style)))?;
+    }
+    Ok(())
 }
 
 impl Chart {
@@ -106,7 +162,7 @@ pub fn short_number(value: f64) -> String {
         trim(format!("{:.2}", value / 1e9)) + "G"
     } else if abs >= 1e6 {
         trim(format!("{:.2}", value / 1e6)) + "M"
-    } else if abs >= 1e4 {
+    } else if abs >= 1e3 {
         trim(format!("{:.1}", value / 1e3)) + "k"
     } else if abs >= 100.0 || abs == 0.0 {
         format!("{value:.0}")
@@ -186,11 +242,7 @@ fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart) -> std::
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
-    for (x, label) in &chart.vlines {
-        let grey = RGBColor(110, 110, 110);
-        ctx.draw_series(LineSeries::new([(*x, y0), (*x, y1)], grey.stroke_width(1)))?;
-        ctx.draw_series(std::iter::once(Text::new(label.clone(), (*x, y1 - (y1 - y0) * 0.02), (FONT, 15).into_font().color(&grey))))?;
-    }
+    draw_vlines(&mut ctx, &chart.vlines, (x0, x1), (y0, y1), chart.vline_label_height.unwrap_or(0.96))?;
     for series in &chart.series {
         let color = self::color(series.color);
         let legend_color = color;
@@ -211,7 +263,7 @@ fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart) -> std::
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .label_font((FONT, 15))
-            .position(SeriesLabelPosition::UpperRight)
+            .position(chart.legend.position())
             .draw()?;
     }
     Ok(())
@@ -228,7 +280,7 @@ pub fn draw_histograms(
     vlines: &[(f64, String)],
 ) -> Result<String> {
     let values = || groups.iter().flat_map(|(_, v)| v.iter().copied()).filter(|v| v.is_finite());
-    let (lo, hi) = range(values(), 0.0);
+    let (lo, hi) = range(values(), 0.03);
     let bins = bins.max(1);
     let width = (hi - lo) / bins as f64;
     let shares: Vec<Vec<f64>> = groups
@@ -276,11 +328,7 @@ pub fn draw_histograms(
                 .label(format!("{name} (n={})", group.len()))
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(alpha).filled()));
             }
-            for (x, label) in vlines {
-                let grey = RGBColor(60, 60, 60);
-                ctx.draw_series(LineSeries::new([(*x, 0.0), (*x, top)], grey.stroke_width(1)))?;
-                ctx.draw_series(std::iter::once(Text::new(label.clone(), (*x, top * 0.97), (FONT, 15).into_font().color(&grey))))?;
-            }
+            draw_vlines(&mut ctx, vlines, (lo, hi), (0.0, top), 0.8)?;
             ctx.configure_series_labels()
                 .background_style(WHITE.mix(0.85))
                 .border_style(RGBColor(180, 180, 180))
@@ -316,6 +364,7 @@ mod tests {
     #[test]
     fn short_numbers() {
         assert_eq!(short_number(150_000.0), "150k");
+        assert_eq!(short_number(1500.0), "1.5k");
         assert_eq!(short_number(2_500_000.0), "2.5M");
         assert_eq!(short_number(3.25), "3.25");
         assert_eq!(short_number(0.05), "0.05");
