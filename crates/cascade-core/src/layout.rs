@@ -9,7 +9,9 @@
 //! ```
 //! A stage writes into a hidden temporary directory and [`StageDir::commit`] renames it into
 //! place after writing the manifest, so an interrupted stage leaves no manifest behind and is
-//! redone on the next run.
+//! redone on the next run. A long stage can instead begin with [`StageDir::begin_resumable`]:
+//! its work directory `.<stage>.partial/` survives an interruption or a failure, so the next
+//! run with the same key (config and inputs) continues from the checkpoints inside it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -64,6 +66,8 @@ pub struct StageDir {
     temp_dir: PathBuf,
     started: Instant,
     committed: bool,
+    /// Kept when dropped uncommitted (resumable stages); its key file beside it.
+    resume_key_path: Option<PathBuf>,
 }
 
 impl StageDir {
@@ -75,7 +79,35 @@ impl StageDir {
             std::fs::remove_dir_all(&temp_dir).map_err(|e| CoreError::io(&temp_dir, e))?;
         }
         std::fs::create_dir_all(&temp_dir).map_err(|e| CoreError::io(&temp_dir, e))?;
-        Ok(Self { stage: stage.into(), final_dir, temp_dir, started: Instant::now(), committed: false })
+        Ok(Self { stage: stage.into(), final_dir, temp_dir, started: Instant::now(), committed: false, resume_key_path: None })
+    }
+
+    /// Starts `stage` in a work directory `.<stage>.partial/` that is kept if the stage is
+    /// interrupted or fails. If one exists from an earlier run with the same `resume_key` (a
+    /// hash of the stage's config and inputs), its contents are kept and `resumed` is `true`;
+    /// otherwise it starts empty. `fresh` discards any earlier work (a forced rerun).
+    pub fn begin_resumable(layout: &RunLayout, stage: &str, resume_key: &str, fresh: bool) -> Result<(Self, bool)> {
+        let final_dir = layout.stage_dir(stage);
+        let temp_dir = layout.root().join(format!(".{stage}.partial"));
+        let key_path = layout.root().join(format!(".{stage}.partial.key"));
+        let same_key = std::fs::read_to_string(&key_path).is_ok_and(|key| key.trim() == resume_key);
+        let resumed = !fresh && same_key && temp_dir.is_dir();
+        if !resumed {
+            if temp_dir.exists() {
+                std::fs::remove_dir_all(&temp_dir).map_err(|e| CoreError::io(&temp_dir, e))?;
+            }
+            std::fs::create_dir_all(&temp_dir).map_err(|e| CoreError::io(&temp_dir, e))?;
+            std::fs::write(&key_path, resume_key).map_err(|e| CoreError::io(&key_path, e))?;
+        }
+        let dir = Self {
+            stage: stage.into(),
+            final_dir,
+            temp_dir,
+            started: Instant::now(),
+            committed: false,
+            resume_key_path: Some(key_path),
+        };
+        Ok((dir, resumed))
     }
 
     /// Where the stage writes its outputs now.
@@ -112,13 +144,16 @@ impl StageDir {
         }
         std::fs::rename(&self.temp_dir, &self.final_dir).map_err(|e| CoreError::io(&self.final_dir, e))?;
         self.committed = true;
+        if let Some(key_path) = &self.resume_key_path {
+            std::fs::remove_file(key_path).map_err(|e| CoreError::io(key_path, e))?;
+        }
         Ok(manifest)
     }
 }
 
 impl Drop for StageDir {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && self.resume_key_path.is_none() {
             // Best effort: an interrupted stage must not leave half-written outputs that look
             // finished; without a manifest they never would, this only saves disk space.
             let _ = std::fs::remove_dir_all(&self.temp_dir);
@@ -149,5 +184,35 @@ mod tests {
         drop(failed);
         assert!(!temp.exists());
         assert!(layout.stage_file("data", "manifest.json").exists(), "a failed rerun keeps the last good output");
+    }
+
+    #[test]
+    fn resumable_work_survives_a_failure_for_the_same_key_only() {
+        let run = tempfile::tempdir().unwrap();
+        let layout = RunLayout::new(run.path());
+        let (stage, resumed) = StageDir::begin_resumable(&layout, "train", "k1", false).unwrap();
+        assert!(!resumed);
+        std::fs::write(stage.path().join("checkpoint"), "step 5").unwrap();
+        drop(stage);
+
+        let (stage, resumed) = StageDir::begin_resumable(&layout, "train", "k1", false).unwrap();
+        assert!(resumed, "same key continues");
+        assert!(stage.path().join("checkpoint").exists());
+        drop(stage);
+
+        let (stage, resumed) = StageDir::begin_resumable(&layout, "train", "k2", false).unwrap();
+        assert!(!resumed, "a changed config starts over");
+        assert!(!stage.path().join("checkpoint").exists());
+        std::fs::write(stage.path().join("checkpoint"), "step 1").unwrap();
+        drop(stage);
+
+        let (stage, resumed) = StageDir::begin_resumable(&layout, "train", "k2", true).unwrap();
+        assert!(!resumed, "fresh discards earlier work");
+        assert!(!stage.path().join("checkpoint").exists());
+        std::fs::write(stage.path().join("model"), "w").unwrap();
+        stage.commit("h", vec![], serde_json::json!({})).unwrap();
+        assert!(layout.stage_file("train", "model").exists());
+        assert!(!run.path().join(".train.partial").exists());
+        assert!(!run.path().join(".train.partial.key").exists());
     }
 }

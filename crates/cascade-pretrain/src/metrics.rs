@@ -111,6 +111,27 @@ impl MetricsWriter {
         Ok(Self { path: path.to_path_buf(), out: BufWriter::new(file) })
     }
 
+    /// Drops the lines of steps after `last_step` from `path` (if it exists): a run resumed from
+    /// the checkpoint of `last_step` redoes those steps, and must not log them twice.
+    pub(crate) fn truncate_after(path: &Path, last_step: u64) -> Result<(), PretrainError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(PretrainError::io(path, e)),
+        };
+        let kept: String = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|record| record["step"].as_u64())
+                    .is_some_and(|step| step <= last_step)
+            })
+            .flat_map(|line| [line, "\n"])
+            .collect();
+        std::fs::write(path, kept).map_err(|e| PretrainError::io(path, e))
+    }
+
     pub(crate) fn write(&mut self, record: &StepMetrics) -> Result<(), PretrainError> {
         let line = serde_json::to_string(record)
             .map_err(|e| PretrainError::Checkpoint { path: self.path.clone(), message: e.to_string() })?;

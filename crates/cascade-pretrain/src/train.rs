@@ -98,7 +98,11 @@ pub(crate) fn train<M: Pretrainable>(
         .collect::<Result<Vec<_>, _>>()?;
 
     let ckpt_dir = setup.out_dir.join("checkpoint");
-    let mut metrics = MetricsWriter::append(&setup.out_dir.join("metrics.jsonl"))?;
+    let metrics_path = setup.out_dir.join("metrics.jsonl");
+    if setup.resume_from.is_some() {
+        MetricsWriter::truncate_after(&metrics_path, state.step)?;
+    }
+    let mut metrics = MetricsWriter::append(&metrics_path)?;
     let mut last_checkpoint = setup.resume_from.map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
 
     progress.begin("pretrain", Some(cfg.max_steps), "steps");
