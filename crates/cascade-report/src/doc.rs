@@ -100,7 +100,7 @@ impl Doc {
                     out.push('\n');
                 }
                 Block::Figure { file, caption, .. } => {
-                    let _ = writeln!(out, "![{caption}](plots/{file})\n\n*{caption}*\n");
+                    let _ = writeln!(out, "![{file}](plots/{file})\n\n*{caption}*\n");
                 }
                 Block::Pre(text) => {
                     let _ = writeln!(out, "```text\n{}\n```\n", text.trim_end());
@@ -200,7 +200,7 @@ mod tests {
         doc.figure("loss.svg", "<?xml version=\"1.0\"?><svg></svg>".into(), "Loss");
         let md = doc.to_markdown();
         assert!(md.contains("# Run <x>") && md.contains("| data |  |") && md.contains("a\\|b"), "{md}");
-        assert!(md.contains("![Loss](plots/loss.svg)"), "{md}");
+        assert!(md.contains("![loss.svg](plots/loss.svg)") && md.contains("*Loss*"), "{md}");
         let html = doc.to_html("t");
         assert!(html.contains("Run &lt;x&gt;") && html.contains("a &amp; b"), "{html}");
         assert!(html.contains("<figure><svg></svg>") && !html.contains("<?xml"), "{html}");

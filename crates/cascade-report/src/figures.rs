@@ -47,10 +47,17 @@ pub fn training_curves(doc: &mut Doc, run: &RunView) -> Result<()> {
         let skipped = if log.skipped_lines > 0 { format!(" ({} unreadable lines skipped)", log.skipped_lines) } else { String::new() };
         doc.figure(file, svg, format!("{stage}: training loss per step, validation loss and its second metric at each evaluation{skipped}"));
     }
-    let lr = logs.iter().enumerate().fold(Chart::new("Learning rate", "step", "learning rate"), |chart, (idx, (stage, log))| {
+    // Every stage that logs an optimizer, post-training included.
+    let mut optimized = logs;
+    for stage in run.stages.iter().filter(|s| !s.name.starts_with("pretrain-") && s.manifest.is_some()) {
+        if let Some(log) = stage.metrics_log()?.filter(|log| !log.series("step", "lr").is_empty()) {
+            optimized.push((stage.name.clone(), log));
+        }
+    }
+    let lr = optimized.iter().enumerate().fold(Chart::new("Learning rate", "step", "learning rate"), |chart, (idx, (stage, log))| {
         chart.with(Series::new(stage.clone(), log.series("step", "lr"), Mark::Line, idx))
     });
-    let grad = logs.iter().enumerate().fold(Chart::new("Gradient norm (before clipping)", "step", "global L2 norm"), |chart, (idx, (stage, log))| {
+    let grad = optimized.iter().enumerate().fold(Chart::new("Gradient norm (before clipping)", "step", "global L2 norm"), |chart, (idx, (stage, log))| {
         chart.with(Series::new(stage.clone(), log.series("step", "grad_norm"), Mark::Line, idx))
     });
     let svg = draw_charts("optimizer.svg", &[lr, grad])?;

@@ -115,9 +115,10 @@ fn expressiveness_vs_generalization(doc: &mut Doc, run: &RunView, logs: &[(Strin
     }
     doc.para(
         "Training loss (mean of the last tenth of the steps) against validation loss at the end, and tokens seen per parameter. \
-         A validation loss well above the training loss means the model memorises the training split; on these small runs \
-         the gap stays small because every token is seen about once.",
+         A validation loss well above the training loss means the model memorises its training split; the passes column \
+         says how many times, on average, it saw each training token.",
     );
+    let train_tokens = run.finished("tokenizer").and_then(|t| get(t.metrics(), "/train/n_tokens")).filter(|n| *n > 0.0);
     let rows = logs
         .iter()
         .map(|(stage, log)| {
@@ -127,10 +128,11 @@ fn expressiveness_vs_generalization(doc: &mut Doc, run: &RunView, logs: &[(Strin
             let params = get(m, "/model_costs/params_total").or_else(|| get(m, "/params"));
             let gap = train.zip(val).map_or_else(|| "?".into(), |(t, v)| num(v - t));
             let per_param = get(m, "/tokens").zip(params).map_or_else(|| "?".into(), |(t, p)| num(t / p));
-            vec![stage.clone(), train.map_or_else(|| "?".into(), num), val.map_or_else(|| "?".into(), num), gap, per_param]
+            let passes = get(m, "/tokens").zip(train_tokens).map_or_else(|| "?".into(), |(t, n)| num(t / n));
+            vec![stage.clone(), train.map_or_else(|| "?".into(), num), val.map_or_else(|| "?".into(), num), gap, per_param, passes]
         })
         .collect();
-    doc.table(&["stage", "late train loss", "final val loss", "val - train", "tokens per parameter"], rows);
+    doc.table(&["stage", "late train loss", "final val loss", "val - train", "tokens per parameter", "passes over the train split"], rows);
 }
 
 /// Steps whose gradient norm exceeds three times the median of the previous 20 steps.
@@ -180,14 +182,28 @@ fn depth_vs_width(doc: &mut Doc, run: &RunView) {
          (sft), the encoder-decoder reads the speech in parallel and generates (sft-seq2seq), the encoder only judges \
          a reply (sft-judge). Costs per family are under Compute vs memory.",
     );
+    // The reply figures each stage reports, found by name wherever they sit in its metrics.
+    let columns = ["val_reply_loss_per_token", "val_reply_bits_per_byte", "accuracy", "auc", "train_flops", "params"];
     let rows = REPLY_STAGES
         .iter()
         .map(|(family, stage)| match run.finished(stage) {
-            Some(record) => vec![family.to_string(), stage.to_string(), "done".into(), headline(record.metrics())],
-            None => vec![family.to_string(), stage.to_string(), "not run".into(), String::new()],
+            Some(record) => {
+                let leaves = numeric_leaves(record.metrics());
+                let mut row = vec![family.to_string(), stage.to_string(), "done".into()];
+                for column in columns {
+                    let found = leaves.iter().find(|(path, _)| path.rsplit('/').next().is_some_and(|leaf| leaf == column || leaf.ends_with(&format!("_{column}"))));
+                    row.push(found.map_or_else(|| "-".into(), |(_, value)| num(*value)));
+                }
+                row.push(headline(record.metrics()));
+                row
+            }
+            None => vec![family.to_string(), stage.to_string(), "not run".into()],
         })
         .collect();
-    doc.table(&["family", "stage", "status", "reply metrics"], rows);
+    doc.table(
+        &["family", "stage", "status", "reply loss/token", "reply bits/byte", "accuracy", "AUC", "training FLOPs", "params", "other metrics"],
+        rows,
+    );
 }
 
 fn alignment_vs_capability(doc: &mut Doc, run: &RunView) {
