@@ -6,10 +6,14 @@
 //! depends on the pretraining crate.
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod data_source;
 pub mod dataset;
 pub mod dialogue;
 mod error;
+pub mod replies;
+pub mod sft;
+mod sft_config;
 pub mod judge;
 pub mod seq2seq;
 mod tuning;
@@ -18,6 +22,9 @@ pub use data_source::{DataSourceConfig, DataSourceReport, SftData, load_conversa
 pub use dataset::{Conversation, DatasetReport, ReadMode, SkipReason, read_conversations, write_conversations};
 pub use dialogue::{DialogueConfig, DialogueReport, build_conversations, conversations_from_shard};
 pub use error::PosttrainError;
+pub use sft::{ReplyEval, SftJob, SftReport, SftStepMetrics, evaluate_replies, train_sft};
+pub use replies::{FormatReport, SampleSettings, measure_format};
+pub use sft_config::SftConfig;
 pub use judge::{JudgeConfig, JudgeReport, ReplyJudge, train_judge};
 pub use seq2seq::{Seq2SeqConfig, Seq2SeqReport, train_seq2seq};
 pub use tuning::{ReplyPair, TuneError, TuneStepMetrics};

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cascade_model::Family;
 use cascade_model::burn;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,6 @@ use crate::config::PretrainConfig;
 use crate::error::PretrainError;
 use crate::loader::LoaderState;
 use crate::rng::SplitMix64;
-use crate::task::Pretrainable;
 
 /// Model weights inside a checkpoint directory.
 pub const MODEL_FILE: &str = "model.bpk";
@@ -45,8 +45,9 @@ fn ckpt_err(path: &Path, message: impl std::fmt::Display) -> PretrainError {
     PretrainError::Checkpoint { path: path.to_path_buf(), message: message.to_string() }
 }
 
-/// Writes a checkpoint to `dir` atomically (temp directory, then rename).
-pub(crate) fn save<M: Pretrainable>(
+/// Writes a checkpoint to `dir` atomically (temp directory, then rename). Public so that
+/// post-training loops write the same resumable format.
+pub fn save<M: Family>(
     dir: &Path,
     model: &M,
     optimizer: &ModuleOptimizer,
@@ -88,7 +89,7 @@ pub fn read_state(dir: &Path) -> Result<TrainState, PretrainError> {
 }
 
 /// Loads the optimizer moments of the checkpoint in `dir` into `optimizer`.
-pub(crate) fn load_optimizer(dir: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer, PretrainError> {
+pub fn load_optimizer(dir: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer, PretrainError> {
     let path = dir.join(OPTIMIZER_FILE);
     optimizer.load(&path).map_err(|e| ckpt_err(&path, e))
 }

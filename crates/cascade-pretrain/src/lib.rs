@@ -33,8 +33,11 @@ use cascade_core::Progress;
 use cascade_model::burn;
 use burn::prelude::*;
 use cascade_model::{Decoder, Encoder, EncoderDecoder, ModelConfig};
+use serde::{Deserialize, Serialize};
 
-pub use checkpoint::{MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, TrainState, model_path, read_state};
+pub use checkpoint::{
+    MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, TrainState, load_optimizer, model_path, read_state, save as save_checkpoint,
+};
 pub use config::PretrainConfig;
 pub use error::PretrainError;
 pub use metrics::{PretrainReport, StepMetrics, StopReason};
@@ -176,6 +179,44 @@ fn start<M: Pretrainable>(
     let (model, report) = train::train(model, setup, &ad, progress)?;
     cascade_model::save_safetensors(&model.valid(), &job.out_dir.join("model.safetensors"))?;
     Ok(report)
+}
+
+/// A decoder's loss on the pretraining validation split, as [`evaluate_causal_lm`] measures it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CausalLmEval {
+    /// Mean next-token negative log-likelihood (nats per token).
+    pub loss: f64,
+    /// Share of positions whose argmax is the next token.
+    pub accuracy: f64,
+    /// Validation windows evaluated.
+    pub windows: usize,
+}
+
+/// Evaluates `model` (on a plain device, dropout off) on the same fixed validation windows a
+/// decoder pretraining run with `config` evaluates on (`eval_windows` windows of `seq_len + 1`
+/// ids from `val_tokens`, `batch_size` at a time), so a later model (e.g. after fine-tuning)
+/// can be compared with the pretraining figures. Bits per byte = `loss / ln 2 / bytes_per_token`.
+pub fn evaluate_causal_lm(
+    model: &Decoder,
+    val_tokens: &Path,
+    config: &PretrainConfig,
+    device: &Device,
+) -> Result<CausalLmEval, PretrainError> {
+    config.validate()?;
+    let objective = Objective::CausalLm;
+    let window_len = objective.window_len(config.seq_len);
+    let shard = loader::open_shard(val_tokens, window_len, model.config().vocab_size)?;
+    let windows = loader::validation_windows(&shard, window_len, config.eval_windows)?;
+    // The causal objective reads no special ids and draws no noise.
+    let special = SpecialIds { pad: 0, mask: 0, endoftext: 0, sentinels: Vec::new(), others: Vec::new() };
+    let mut rng = rng::SplitMix64::new(config.seed);
+    let (mut nll, mut correct, mut count) = (0.0, 0.0, 0.0);
+    for chunk in windows.chunks(config.batch_size) {
+        let Some(batch) = task::make_batch(chunk, &objective, &special, &mut rng) else { continue };
+        let (n, c, k) = task::eval_batch(model, &batch, device);
+        (nll, correct, count) = (nll + n, correct + c, count + k);
+    }
+    Ok(CausalLmEval { loss: nll / f64::max(count, 1.0), accuracy: correct / f64::max(count, 1.0), windows: windows.len() })
 }
 
 /// Measures the device's f32 matmul throughput (FLOP/s) on `size`x`size` products, the best of

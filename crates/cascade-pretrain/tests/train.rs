@@ -71,6 +71,11 @@ fn decoder_learns_causal_lm_and_writes_outputs() {
     let exported: cascade_model::Decoder =
         cascade_model::load_safetensors(&out.join("model.safetensors"), &Device::flex()).unwrap();
     assert_eq!(exported.config().d_model, 32);
+    // The public evaluation sees the run's own validation windows: post-training compares with it.
+    let eval = cascade_pretrain::evaluate_causal_lm(&exported, &dir.path().join("val.tokens"), &config(40), &Device::flex())
+        .unwrap();
+    assert!((eval.loss - report.final_val_loss).abs() < 1e-4, "{} vs {}", eval.loss, report.final_val_loss);
+    assert!((eval.accuracy - report.val_accuracy).abs() < 1e-4);
 }
 
 #[test]
