@@ -52,12 +52,20 @@ pub struct Series {
     pub mark: Mark,
     /// Index into the palette.
     pub color: usize,
+    /// A label beside each point (empty: none).
+    pub point_labels: Vec<String>,
 }
 
 impl Series {
     /// A series.
     pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>, mark: Mark, color: usize) -> Self {
-        Self { name: name.into(), points, mark, color }
+        Self { name: name.into(), points, mark, color, point_labels: Vec::new() }
+    }
+
+    /// The same series with a label beside each point.
+    pub fn labelled(mut self, labels: Vec<String>) -> Self {
+        self.point_labels = labels;
+        self
     }
 }
 
@@ -222,9 +230,13 @@ pub fn draw_charts(file: &str, charts: &[Chart]) -> Result<String> {
 
 fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart) -> std::result::Result<(), Box<dyn Error>> {
     let all_points = || chart.series.iter().flat_map(|s| s.points.iter().copied());
-    let (x0, x1) = chart
+    let (x0, mut x1) = chart
         .x_range
         .unwrap_or_else(|| range(all_points().map(|p| p.0).chain(chart.vlines.iter().map(|v| v.0)), 0.02));
+    if chart.x_range.is_none() && chart.series.iter().any(|s| !s.point_labels.is_empty()) {
+        // Room for the labels of the rightmost points.
+        x1 += (x1 - x0) * 0.08;
+    }
     let (y0, y1) = chart.y_range.unwrap_or_else(|| range(all_points().map(|p| p.1), 0.05));
     let mut ctx = ChartBuilder::on(area)
         .caption(&chart.title, (FONT, 21))
@@ -252,6 +264,11 @@ fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart) -> std::
                 points.label(series.name.as_str()).legend(move |(x, y)| Circle::new((x + 10, y), 3, legend_color.filled()));
             }
         }
+        let label_style = (FONT, 13).into_font().color(&color).pos(Pos::new(HPos::Left, VPos::Bottom));
+        let dx = (x1 - x0) * 0.006;
+        ctx.draw_series(
+            series.points.iter().zip(&series.point_labels).map(|(p, label)| Text::new(label.clone(), (p.0 + dx, p.1), label_style.clone())),
+        )?;
         if matches!(series.mark, Mark::Line | Mark::LinePoints) {
             ctx.draw_series(LineSeries::new(series.points.iter().copied(), color.stroke_width(2)))?
                 .label(series.name.as_str())
@@ -296,7 +313,8 @@ pub fn draw_histograms(
             counts.into_iter().map(|c| c / total).collect()
         })
         .collect();
-    let top = shares.iter().flatten().copied().fold(0.0_f64, f64::max).max(1e-9) * 1.1;
+    // Headroom above the tallest bar keeps the legend off the bars.
+    let top = shares.iter().flatten().copied().fold(0.0_f64, f64::max).max(1e-9) * 1.35;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, PANEL_HEIGHT)).into_drawing_area();

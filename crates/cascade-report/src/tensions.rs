@@ -9,7 +9,10 @@ use crate::figures::pretrain_logs;
 use crate::fmt::{bytes, get, int, num, show};
 use crate::plots::{Chart, Mark, Series, draw_charts};
 use crate::run::{MetricsLog, RunView, numeric_leaves};
-use crate::trace::headline;
+use crate::trace::{StageMetric, headline, stage_metrics};
+
+/// Metric names that speak to alignment or to what the model still knows.
+const ALIGNMENT_WORDS: [&str; 8] = ["bits_per_byte", "distinct", "reward", "win_rate", "kl", "end_of_turn", "ended_turn", "margin"];
 
 /// The post-training stages of the depth-vs-width comparison: (family, stage).
 const REPLY_STAGES: [(&str, &str); 3] = [("decoder", "sft"), ("encoder", "sft-judge"), ("encoder-decoder", "sft-seq2seq")];
@@ -84,17 +87,20 @@ fn compute_vs_memory(doc: &mut Doc, run: &RunView, extras: &Extras) -> Result<()
     families.dedup();
     let mut chart = Chart::new("Compute vs memory per family", "KV-cache bytes per generated token", "training FLOPs per token");
     for (idx, family) in families.iter().enumerate() {
-        let mut family_points: Vec<(f64, f64)> = points
+        let mut family_points: Vec<(f64, f64, usize)> = points
             .iter()
             .filter(|p| p.family == *family)
-            .map(|p| (p.kv_cache_bytes_per_token as f64, p.train_flops_per_token))
+            .map(|p| (p.kv_cache_bytes_per_token as f64, p.train_flops_per_token, p.n_kv_heads))
             .collect();
         family_points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        chart = chart.with(Series::new(family.to_string(), family_points, Mark::LinePoints, idx));
+        let labels = family_points.iter().map(|p| if p.2 > 0 { format!("kv {}", p.2) } else { String::new() }).collect();
+        let xy = family_points.iter().map(|p| (p.0, p.1)).collect();
+        chart = chart.with(Series::new(family.to_string(), xy, Mark::LinePoints, idx).labelled(labels));
     }
     let configured: Vec<(f64, f64)> =
         points.iter().filter(|p| p.configured).map(|p| (p.kv_cache_bytes_per_token as f64, p.train_flops_per_token)).collect();
     chart = chart.with(Series::new("configured", configured, Mark::Points, 7));
+    chart.legend = crate::plots::Legend::LowerRight;
     let svg = draw_charts("compute-vs-memory.svg", &[chart])?;
     doc.figure("compute-vs-memory.svg", svg, "Each family's line joins its GQA variants (more KV heads to the right); black dots are the configured models");
     Ok(())
@@ -215,21 +221,21 @@ fn alignment_vs_capability(doc: &mut Doc, run: &RunView) {
     let mut rows = Vec::new();
     for stage in ["pretrain-decoder", "sft", "dpo"] {
         let Some(record) = run.finished(stage) else {
-            rows.push(vec![stage.to_owned(), "not run".into(), String::new()]);
+            rows.push(vec![stage.to_owned(), "not run".into()]);
             continue;
         };
-        let leaves: Vec<(String, f64)> = numeric_leaves(record.metrics())
+        let chosen: Vec<StageMetric> = stage_metrics(record.metrics())
             .into_iter()
-            .filter(|(path, _)| ["bits_per_byte", "distinct", "reward", "win_rate", "kl", "end_of_turn"].iter().any(|w| path.contains(w)))
+            .filter(|m| ALIGNMENT_WORDS.iter().any(|w| m.name.contains(w)))
             .collect();
-        if leaves.is_empty() {
-            rows.push(vec![stage.to_owned(), "(no bits-per-byte or alignment metric)".into(), String::new()]);
+        if chosen.is_empty() {
+            rows.push(vec![stage.to_owned(), "(no bits-per-byte or alignment metric)".into()]);
         }
-        for (path, value) in leaves {
-            rows.push(vec![stage.to_owned(), path.trim_start_matches('/').to_owned(), num(value)]);
+        for m in chosen {
+            rows.push(vec![stage.to_owned(), m.name, m.before.map_or_else(String::new, num), num(m.after)]);
         }
     }
-    doc.table(&["stage", "metric", "value"], rows);
+    doc.table(&["stage", "metric", "before the stage", "after"], rows);
 }
 
 fn faithfulness_vs_fluency(doc: &mut Doc, extras: &Extras) -> Result<()> {
@@ -255,19 +261,22 @@ fn faithfulness_vs_fluency(doc: &mut Doc, extras: &Extras) -> Result<()> {
     let mut models: Vec<&str> = extras.temperature_sweep.iter().map(|p| p.model.as_str()).collect();
     models.sort_unstable();
     models.dedup();
-    let chart = models.iter().enumerate().fold(
+    let mut chart = models.iter().enumerate().fold(
         Chart::new("Faithfulness vs fluency: temperature sweep", "distinct 2-grams of the samples", "mean log-likelihood per token (nats)"),
         |chart, (idx, model)| {
-            let mut points: Vec<(f64, f64)> = extras
+            let mut points: Vec<(f64, f64, f64)> = extras
                 .temperature_sweep
                 .iter()
                 .filter(|p| p.model == *model)
-                .map(|p| (p.distinct_2, p.mean_log_likelihood))
+                .map(|p| (p.distinct_2, p.mean_log_likelihood, p.temperature))
                 .collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart.with(Series::new(model.to_string(), points, Mark::LinePoints, idx))
+            let labels = points.iter().map(|p| format!("T={}", crate::plots::short_number(p.2))).collect();
+            let xy = points.iter().map(|p| (p.0, p.1)).collect();
+            chart.with(Series::new(model.to_string(), xy, Mark::LinePoints, idx).labelled(labels))
         },
     );
+    chart.legend = crate::plots::Legend::LowerLeft;
     let svg = draw_charts("temperature-sweep.svg", &[chart])?;
     doc.figure("temperature-sweep.svg", svg, "Each point is one temperature; lower temperatures sit top-left (likely, repetitive)");
     Ok(())

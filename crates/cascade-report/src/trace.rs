@@ -120,13 +120,59 @@ fn pretrain_cells(m: &Value) -> (String, String, String) {
     (kept, lost, cost)
 }
 
-/// Up to eight headline metrics of a stage the report knows nothing special about.
-pub fn headline(metrics: &Value) -> String {
-    numeric_leaves(metrics)
+/// One metric of a stage, with its value before the stage when the stage reports one
+/// (`x_before` beside `x` or `x_after`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageMetric {
+    /// Path in the metrics without the leading `/` and the `_before`/`_after` suffix.
+    pub name: String,
+    /// The value before the stage.
+    pub before: Option<f64>,
+    /// The value the stage reached.
+    pub after: f64,
+}
+
+/// The numeric metrics of a stage at most two levels deep (architecture costs left out, they
+/// have their own table), before/after pairs joined.
+pub fn stage_metrics(metrics: &Value) -> Vec<StageMetric> {
+    let leaves: Vec<(String, f64)> = numeric_leaves(metrics)
         .into_iter()
-        .filter(|(path, _)| path.matches('/').count() <= 2 && HEADLINE_WORDS.iter().any(|w| path.contains(w)))
+        .filter(|(path, _)| path.matches('/').count() <= 2 && !path.starts_with("/model_costs"))
+        .map(|(path, value)| (path.trim_start_matches('/').to_owned(), value))
+        .collect();
+    let value_of = |name: &str| leaves.iter().find(|(path, _)| path == name).map(|(_, v)| *v);
+    let mut used = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (path, value) in &leaves {
+        let Some(base) = path.strip_suffix("_before") else { continue };
+        let after_name = [base.to_owned(), format!("{base}_after")].into_iter().find(|name| value_of(name).is_some());
+        if let Some(after_name) = after_name {
+            out.push(StageMetric { name: base.to_owned(), before: Some(*value), after: value_of(&after_name).unwrap_or(f64::NAN) });
+            used.insert(path.clone());
+            used.insert(after_name);
+        }
+    }
+    for (path, value) in &leaves {
+        if !used.contains(path) {
+            out.push(StageMetric { name: path.clone(), before: None, after: *value });
+        }
+    }
+    out
+}
+
+/// Up to eight headline metrics of a stage the report has no special case for: before/after
+/// pairs first, then metrics whose names say loss, accuracy, reward...
+pub fn headline(metrics: &Value) -> String {
+    let all = stage_metrics(metrics);
+    let paired = all.iter().filter(|m| m.before.is_some());
+    let named = all.iter().filter(|m| m.before.is_none() && HEADLINE_WORDS.iter().any(|w| m.name.contains(w)));
+    paired
+        .chain(named)
         .take(8)
-        .map(|(path, value)| format!("{}={}", path.trim_start_matches('/'), num(value)))
+        .map(|m| match m.before {
+            Some(before) => format!("{} {} -> {}", m.name, num(before), num(m.after)),
+            None => format!("{}={}", m.name, num(m.after)),
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -160,5 +206,23 @@ fn write_data_losses(doc: &mut Doc, m: &Value) {
         doc.table(&["quality filter", "docs removed", "bytes", "words"], rows);
     } else {
         doc.para("No document failed a quality filter.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn before_and_after_metrics_pair_up() {
+        let metrics = serde_json::json!({
+            "loss_before": 5.0, "loss": 4.0, "kl_before": 0.0, "kl_after": 0.2, "auc": 0.9,
+            "model_costs": {"params_total": 10}, "deep": {"er": {"x": 1}}
+        });
+        let all = stage_metrics(&metrics);
+        assert!(all.contains(&StageMetric { name: "loss".into(), before: Some(5.0), after: 4.0 }));
+        assert!(all.contains(&StageMetric { name: "kl".into(), before: Some(0.0), after: 0.2 }));
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert_eq!(headline(&metrics), "kl 0 -> 0.200; loss 5 -> 4; auc=0.900");
     }
 }
