@@ -1,4 +1,4 @@
-//! `cargo xtask bench [data|tokenizer|model]`: criterion benches (ours beside the Rust peers,
+//! `cargo xtask bench [data|tokenizer|model|infer]`: criterion benches (ours beside the Rust peers,
 //! in one process) plus the Python peers where they are installed.
 
 use std::process::Command;
@@ -9,7 +9,7 @@ use crate::config::workspace_root;
 
 /// A bench target and its optional Python peer script (under `benches/peers/`).
 const BENCHES: &[(&str, Option<&str>)] =
-    &[("data", Some("datasketch_minhash.py")), ("tokenizer", None), ("model", None)];
+    &[("data", Some("datasketch_minhash.py")), ("tokenizer", None), ("model", None), ("infer", None)];
 
 /// Runs one bench, or all of them, in release mode.
 pub fn run(target: Option<&str>, criterion_args: &[String]) -> Result<()> {
@@ -32,13 +32,24 @@ pub fn run(target: Option<&str>, criterion_args: &[String]) -> Result<()> {
         let status = Command::new(&cargo)
             .current_dir(&root)
             .args(["bench", "-p", "cascade-benches", "--bench", name])
-            .args(if *name == "model" { &["--features", "model"][..] } else { &[] })
+            .args(if matches!(*name, "model" | "infer") { &["--features", "model"][..] } else { &[] })
             .arg("--")
             .args(criterion_args)
             .status()
             .with_context(|| format!("cannot run {cargo}"))?;
         if !status.success() {
             bail!("bench {name} failed ({status})");
+        }
+        if *name == "infer" {
+            eprintln!("bench infer: summary (peak memory, physical limits): cascade-infer's throughput example");
+            let status = Command::new(&cargo)
+                .current_dir(&root)
+                .args(["run", "-p", "cascade-infer", "--example", "throughput"])
+                .status()
+                .with_context(|| format!("cannot run {cargo}"))?;
+            if !status.success() {
+                bail!("the throughput example failed ({status})");
+            }
         }
         if let Some(script) = peer {
             let script = root.join("benches/peers").join(script);

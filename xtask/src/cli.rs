@@ -30,6 +30,12 @@ enum Command {
     Export(ExportArgs),
     /// Run criterion benchmarks side by side with peer libraries: `data`, `tokenizer`, `model` or all.
     Bench(BenchArgs),
+    /// Continue a prompt with a run's model, streaming the text to stdout.
+    Generate(crate::infer::GenerateArgs),
+    /// Chat with a run's model (the chat template; the oldest turns leave the context window first).
+    Chat(crate::infer::ChatArgs),
+    /// Perplexity and bits per byte of a text file under a run's decoder.
+    Eval(crate::infer::EvalArgs),
 }
 
 /// Export formats.
@@ -252,6 +258,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             }),
         },
         Command::Bench(args) => bench::run(args.target.as_deref(), &args.criterion_args),
+        Command::Generate(args) => crate::infer::generate(&args),
+        Command::Chat(args) => crate::infer::chat(&args),
+        Command::Eval(args) => crate::infer::eval(&args),
     }
 }
 

@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod corpus;
 mod export;
+mod infer;
 mod pretrain;
 mod progress;
 mod runner;

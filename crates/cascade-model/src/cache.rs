@@ -118,6 +118,11 @@ fn check_row(len: usize, width: usize) -> Result<()> {
 /// Keys and values of every self-attention layer for the tokens seen so far, plus their
 /// padding/segment layout and the next position of each row.
 ///
+/// Keys and values live in per-layer buffers with room to spare: each step writes its new
+/// keys/values in place, and a full buffer doubles, so decoding never copies the whole cache
+/// per token. [`KvCache::reserve`] sizes the buffers up front (prompt plus the tokens to
+/// generate) so they never grow at all.
+///
 /// Rows can be dropped ([`KvCache::select_rows`]) when their sequence finishes, and the cache
 /// can be cut back ([`KvCache::truncate`]) or emptied ([`KvCache::clear`]).
 #[derive(Clone, Debug)]
@@ -151,6 +156,25 @@ impl KvCache {
         self.len == 0
     }
 
+    /// Makes the buffers hold at least `steps` time steps (padding included) when they are next
+    /// allocated: call it before the first step (prompt width plus tokens to generate) and the
+    /// buffers never grow.
+    pub fn reserve(&mut self, steps: usize) {
+        for layer in &mut self.layers {
+            layer.reserve = layer.reserve.max(steps);
+        }
+    }
+
+    /// Time steps the buffers hold before they grow (0 before the first step).
+    pub fn capacity(&self) -> usize {
+        self.layers.iter().map(|l| l.capacity()).min().unwrap_or(0)
+    }
+
+    /// Number of batch rows cached (0 before the first step).
+    pub fn batch_size(&self) -> usize {
+        self.layers.iter().find_map(|l| l.k.as_ref().map(|k| k.dims()[0])).unwrap_or(0)
+    }
+
     /// Drops everything cached; the cache can then start a new batch.
     pub fn clear(&mut self) {
         *self = Self::new(self.layers.len());
@@ -167,9 +191,9 @@ impl KvCache {
             self.clear();
             return;
         }
+        // The buffers keep their capacity; the next step overwrites the dropped steps in place.
         for layer in &mut self.layers {
-            layer.k = layer.k.take().map(|k| k.narrow(2, 0, len));
-            layer.v = layer.v.take().map(|v| v.narrow(2, 0, len));
+            layer.len = len;
         }
         self.padding = self.padding.take().map(|p| p.narrow(1, 0, len));
         self.segments = self.segments.take().map(|s| s.narrow(1, 0, len));
@@ -190,12 +214,12 @@ impl KvCache {
             layer.k = layer.k.take().map(|k| k.select(0, idx.clone()));
             layer.v = layer.v.take().map(|v| v.select(0, idx.clone()));
         }
-        self.padding = self.padding.take().map(|p| p.select(0, idx.clone()));
+        self.padding = self.padding.take().map(|p| select_bool_rows(p, idx.clone()));
         self.segments = self.segments.take().map(|s| s.select(0, idx.clone()));
         self.next_positions = self.next_positions.take().map(|p| p.select(0, idx.clone()));
     }
 
-    /// Bytes held by the cached keys and values.
+    /// Bytes allocated for keys and values (the buffers' whole capacity).
     pub fn bytes(&self) -> usize {
         self.layers
             .iter()
@@ -253,6 +277,12 @@ impl KvCache {
         self.len += t;
         (positions, mask)
     }
+}
+
+/// `select` on rows of a bool tensor, through ints: burn-flex 0.22.1 returns a `U8` tensor from
+/// a bool `select`, which a later `cat` with a real bool tensor rejects ("dtype mismatch").
+pub(crate) fn select_bool_rows(mask: Tensor<2, Bool>, rows: Tensor<1, Int>) -> Tensor<2, Bool> {
+    mask.int().select(0, rows).bool()
 }
 
 /// Appends a `[B, t]` chunk of optional per-token data to optional `[B, past]` history,

@@ -250,7 +250,7 @@ impl Seq2SeqCache {
             layer.k = layer.k.take().map(|k| k.select(0, idx.clone()));
             layer.v = layer.v.take().map(|v| v.select(0, idx.clone()));
         }
-        self.source_padding = self.source_padding.take().map(|p| p.select(0, idx));
+        self.source_padding = self.source_padding.take().map(|p| crate::cache::select_bool_rows(p, idx));
     }
 
     /// Bytes held by cached keys and values (self- and cross-attention).

@@ -118,3 +118,48 @@ fn cache_truncate_and_select_rows() {
     cache.clear();
     assert!(cache.is_empty());
 }
+
+#[test]
+fn cache_grows_by_doubling_and_reserve_avoids_growth() {
+    let dev = device();
+    let model = tiny(2).init(&dev).unwrap();
+    let seq: Vec<i64> = (0..20).map(|i| (i * 7 + 3) % 97).collect();
+    let full = model.forward(tokens(&[&seq], &dev));
+    let mut cache = model.new_cache();
+    let mut parts = vec![model.forward_cached(tokens(&[&seq[..3]], &dev), &mut cache)];
+    assert_eq!(cache.capacity(), 3);
+    let mut capacities = Vec::new();
+    for token in &seq[3..] {
+        parts.push(model.forward_cached(tokens(&[&[*token]], &dev), &mut cache));
+        capacities.push(cache.capacity());
+    }
+    assert_eq!(cache.len(), 20);
+    capacities.dedup();
+    assert_eq!(capacities, vec![6, 12, 24], "doubling growth");
+    let diff = max_abs_diff(full.clone(), Tensor::cat(parts, 1));
+    assert!(diff < 1e-5, "growing cache vs full pass: {diff}");
+
+    let mut reserved = model.new_cache();
+    reserved.reserve(20);
+    let mut parts = vec![model.forward_cached(tokens(&[&seq[..3]], &dev), &mut reserved)];
+    for token in &seq[3..] {
+        parts.push(model.forward_cached(tokens(&[&[*token]], &dev), &mut reserved));
+        assert_eq!(reserved.capacity(), 20);
+    }
+    assert!(max_abs_diff(full, Tensor::cat(parts, 1)) < 1e-5);
+    assert_eq!(reserved.batch_size(), 1);
+}
+
+#[test]
+fn dropping_rows_of_a_left_padded_cache_keeps_the_others_exact() {
+    let dev = device();
+    let model = tiny(2).init(&dev).unwrap();
+    let layout = BatchLayout::left_padded(&[5, 3], 5, &dev).unwrap();
+    let mut cache = model.new_cache();
+    model.forward_cached_layout(tokens(&[&[4, 8, 15, 16, 23], &[0, 0, 42, 7, 9]], &dev), &layout, &mut cache);
+    model.forward_cached(tokens(&[&[1], &[2]], &dev), &mut cache);
+    cache.select_rows(&[1]);
+    let next = model.forward_cached(tokens(&[&[3]], &dev), &mut cache);
+    let alone = model.forward(tokens(&[&[42, 7, 9, 2, 3]], &dev)).narrow(1, 4, 1);
+    assert!(max_abs_diff(next, alone) < 1e-5);
+}

@@ -13,27 +13,78 @@ use super::position::RopeTables;
 use super::linear;
 use crate::config::{BlockSpec, NormKind};
 
-/// Keys and values of one layer, `[B, n_kv_heads, T, head_dim]` each.
+/// Keys and values of one layer: `[B, n_kv_heads, capacity, head_dim]` buffers whose first
+/// `len` time steps are filled.
+///
+/// New steps are written in place (`slice_assign` on a uniquely owned buffer does not copy on
+/// flex), and a full buffer grows by doubling, so decoding `n` tokens copies the cache
+/// `O(log n)` times instead of once per token as concatenation would.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LayerKv {
     pub k: Option<Tensor<4>>,
     pub v: Option<Tensor<4>>,
+    /// Filled time steps.
+    pub len: usize,
+    /// Capacity to allocate at the first write (or the next growth), at least.
+    pub reserve: usize,
 }
 
 impl LayerKv {
-    /// Appends new keys/values along the time axis.
+    /// Keys and values that are already complete (cross-attention over an encoded source).
+    pub fn full(k: Tensor<4>, v: Tensor<4>) -> Self {
+        let len = k.dims()[2];
+        Self { k: Some(k), v: Some(v), len, reserve: 0 }
+    }
+
+    /// Allocated time steps.
+    pub fn capacity(&self) -> usize {
+        self.k.as_ref().map_or(0, |k| k.dims()[2])
+    }
+
+    /// Views of the filled part, `[B, n_kv_heads, len, head_dim]` each.
+    pub fn filled(&self) -> Option<(Tensor<4>, Tensor<4>)> {
+        match (&self.k, &self.v) {
+            (Some(k), Some(v)) if self.len > 0 => Some((filled(k, self.len), filled(v, self.len))),
+            _ => None,
+        }
+    }
+
+    /// Writes new keys/values after the filled part (growing the buffers when full) and
+    /// returns views of everything filled so far.
     pub fn append(&mut self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-        let k = match self.k.take() {
-            Some(past) => Tensor::cat(vec![past, k], 2),
-            None => k,
+        let [b, h, t, dh] = k.dims();
+        let past = self.len;
+        let needed = past + t;
+        let old_capacity = self.capacity();
+        let (k_buf, v_buf) = match (self.k.take(), self.v.take()) {
+            (Some(k_buf), Some(v_buf)) if needed <= old_capacity => (k_buf, v_buf),
+            (old_k, old_v) => {
+                let capacity = needed.max(2 * old_capacity).max(self.reserve);
+                (grow(old_k, past, capacity, &k), grow(old_v, past, capacity, &v))
+            }
         };
-        let v = match self.v.take() {
-            Some(past) => Tensor::cat(vec![past, v], 2),
-            None => v,
-        };
-        self.k = Some(k.clone());
-        self.v = Some(v.clone());
-        (k, v)
+        let [_, hv, _, dv] = v.dims();
+        let k_buf = k_buf.slice_assign([0..b, 0..h, past..needed, 0..dh], k);
+        let v_buf = v_buf.slice_assign([0..b, 0..hv, past..needed, 0..dv], v);
+        let views = (filled(&k_buf, needed), filled(&v_buf, needed));
+        self.k = Some(k_buf);
+        self.v = Some(v_buf);
+        self.len = needed;
+        views
+    }
+}
+
+fn filled(buffer: &Tensor<4>, len: usize) -> Tensor<4> {
+    if buffer.dims()[2] == len { buffer.clone() } else { buffer.clone().narrow(2, 0, len) }
+}
+
+/// A buffer of `capacity` steps holding the first `len` steps of `old` (shaped like `like`).
+fn grow(old: Option<Tensor<4>>, len: usize, capacity: usize, like: &Tensor<4>) -> Tensor<4> {
+    let [b, h, _, dh] = like.dims();
+    let fresh = Tensor::<4>::zeros([b, h, capacity, dh], (&like.device(), like.dtype()));
+    match old {
+        Some(old) if len > 0 => fresh.slice_assign([0..b, 0..h, 0..len, 0..dh], old.narrow(2, 0, len)),
+        _ => fresh,
     }
 }
 
@@ -118,8 +169,8 @@ impl Attention {
     /// Attention of `x` over precomputed keys/values (cross-attention over the encoder output).
     pub fn forward_cross(&self, x: Tensor<3>, memory: &LayerKv, mask: &AttnMask) -> Tensor<3> {
         let q = self.queries(x, None);
-        match (&memory.k, &memory.v) {
-            (Some(k), Some(v)) => self.attend(q, k.clone(), v.clone(), mask),
+        match memory.filled() {
+            Some((k, v)) => self.attend(q, k, v, mask),
             // An empty memory cannot be attended to; a zero update is what a fully masked
             // attention row gives too.
             _ => {

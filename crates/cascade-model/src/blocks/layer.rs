@@ -74,7 +74,7 @@ impl CrossAttentionLayer {
     /// source, then reused for every target step).
     pub fn cross_keys_values(&self, memory: Tensor<3>) -> LayerKv {
         let (k, v) = self.cross_attn.keys_values(memory, None);
-        LayerKv { k: Some(k), v: Some(v) }
+        LayerKv::full(k, v)
     }
 
     pub fn forward(
