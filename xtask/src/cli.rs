@@ -26,7 +26,8 @@ enum Command {
     Tokenizer(StageArgs),
     /// Pretrain one family (`--arch`), or all three in cascade order (`<run-dir>/pretrain-<arch>/`).
     Pretrain(PretrainArgs),
-    /// Export a decoder checkpoint for other tools (`--format hf`: the HuggingFace Llama layout).
+    /// Export a decoder checkpoint for other tools (`--format hf`: the HuggingFace Llama layout;
+    /// `--format gguf`: one GGUF file for llama.cpp).
     Export(ExportArgs),
     /// Run criterion benchmarks side by side with peer libraries: `data`, `tokenizer`, `model` or all.
     Bench(BenchArgs),
@@ -43,6 +44,17 @@ enum Command {
 enum ExportFormat {
     /// `config.json` + `model.safetensors` (+ `tokenizer.json`) for `transformers`' `LlamaForCausalLM`.
     Hf,
+    /// One `.gguf` file: llama architecture with the BPE tokenizer in its metadata, for llama.cpp.
+    Gguf,
+}
+
+/// Element type of the exported matrices (GGUF only; HF exports are f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportDtype {
+    /// 32-bit floats.
+    F32,
+    /// Half floats (matrices only).
+    F16,
 }
 
 #[derive(Debug, Args)]
@@ -60,9 +72,12 @@ struct ExportArgs {
     /// The `tokenizer.json` to ship. Default: `<run-dir>/tokenizer/tokenizer.json`.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// Output directory. Default: `<run-dir>/export/hf`.
+    /// Output directory (hf) or file (gguf). Default: `<run-dir>/export/hf` or `<run-dir>/export/model.gguf`.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Element type of the GGUF matrices (norm weights stay f32). Default: f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: ExportDtype,
 }
 
 /// Where a compute-heavy stage runs.
@@ -249,14 +264,20 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 runner::run(request)
             }
         },
-        Command::Export(args) => match args.format {
-            ExportFormat::Hf => export::export_hf(&export::ExportRequest {
+        Command::Export(args) => {
+            let request = export::ExportRequest {
                 run_dir: args.run_dir.unwrap_or_else(|| crate::config::workspace_root().join("runs").join("small")),
                 checkpoint: args.checkpoint,
                 tokenizer: args.tokenizer,
                 out: args.out,
-            }),
-        },
+            };
+            match (args.format, args.dtype) {
+                (ExportFormat::Hf, ExportDtype::F32) => export::export_hf(&request),
+                (ExportFormat::Hf, ExportDtype::F16) => bail!("--dtype f16 is for --format gguf; HF exports are f32"),
+                (ExportFormat::Gguf, ExportDtype::F32) => export::export_gguf(&request, cascade_model::GgufDtype::F32),
+                (ExportFormat::Gguf, ExportDtype::F16) => export::export_gguf(&request, cascade_model::GgufDtype::F16),
+            }
+        }
         Command::Bench(args) => bench::run(args.target.as_deref(), &args.criterion_args),
         Command::Generate(args) => crate::infer::generate(&args),
         Command::Chat(args) => crate::infer::chat(&args),

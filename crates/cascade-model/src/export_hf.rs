@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::checkpoint::write_atomic;
 use crate::config::{MlpKind, NormKind, PositionKind};
-use crate::decoder::Decoder;
+use crate::decoder::{Decoder, DecoderConfig};
 use crate::error::{ModelError, Result};
 
 const FORMAT: &str = "hf-llama";
@@ -53,45 +53,9 @@ pub fn export_hf_llama(
     out_dir: &Path,
 ) -> Result<HfExport> {
     let config = model.config();
-    let refuse = |key: &'static str, value: String, message: &str| ModelError::UnsupportedExport {
-        format: FORMAT,
-        key,
-        value,
-        message: message.into(),
-    };
-    if config.position != PositionKind::Rope {
-        return Err(refuse("position", "\"learned\"".into(), "Llama uses rotary positions only"));
-    }
-    if config.norm != NormKind::Rms {
-        return Err(refuse("norm", "\"layer\"".into(), "Llama uses RMSNorm only"));
-    }
-    if config.mlp != MlpKind::Swiglu {
-        return Err(refuse("mlp", "\"gelu\"".into(), "Llama's MLP is gated SiLU"));
-    }
-    if config.qk_norm {
-        return Err(refuse("qk_norm", "true".into(), "Llama has no QK-norm"));
-    }
+    check_llama_compatible(config, FORMAT)?;
     std::fs::create_dir_all(out_dir).map_err(|e| ModelError::io(out_dir, e))?;
-
-    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
-    for snapshot in model.collect(None, None, false) {
-        let shape = snapshot.shape.to_vec();
-        if snapshot.dtype != DType::F32 {
-            return Err(refuse("dtype", format!("{:?}", snapshot.dtype), "export writes f32 models only"));
-        }
-        let bytes = snapshot
-            .to_bytes()
-            .map_err(|e| ModelError::Store { path: out_dir.to_path_buf(), message: e.to_string() })?;
-        let values: Vec<f32> =
-            bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let (hf_name, transpose) = hf_name(&snapshot.name).ok_or_else(|| ModelError::BadTensor {
-            path: out_dir.to_path_buf(),
-            tensor: snapshot.name.clone(),
-            message: "has no HF Llama counterpart".into(),
-        })?;
-        let (shape, values) = if transpose { transpose_2d(&shape, &values) } else { (shape, values) };
-        tensors.insert(hf_name, (shape, values));
-    }
+    let tensors = hf_llama_tensors(model, FORMAT, out_dir)?;
 
     let weights_path = out_dir.join("model.safetensors");
     write_atomic(&weights_path, &safetensors_bytes(&tensors))?;
@@ -137,6 +101,63 @@ pub fn export_hf_llama(
         None => None,
     };
     Ok(HfExport { config_path, weights_path, tokenizer_path, tensor_names: tensors.into_keys().collect() })
+}
+
+/// Refuses configs the Llama architecture cannot express, naming the key.
+pub(crate) fn check_llama_compatible(config: &DecoderConfig, format: &'static str) -> Result<()> {
+    let refuse = |key: &'static str, value: &str, message: &str| ModelError::UnsupportedExport {
+        format,
+        key,
+        value: value.into(),
+        message: message.into(),
+    };
+    if config.position != PositionKind::Rope {
+        return Err(refuse("position", "\"learned\"", "Llama uses rotary positions only"));
+    }
+    if config.norm != NormKind::Rms {
+        return Err(refuse("norm", "\"layer\"", "Llama uses RMSNorm only"));
+    }
+    if config.mlp != MlpKind::Swiglu {
+        return Err(refuse("mlp", "\"gelu\"", "Llama's MLP is gated SiLU"));
+    }
+    if config.qk_norm {
+        return Err(refuse("qk_norm", "true", "Llama has no QK-norm"));
+    }
+    Ok(())
+}
+
+/// Every parameter of `model` under its HF Llama name, in HF's `[out, in]` layout, as f32.
+/// `dest` only names the output in errors.
+pub(crate) fn hf_llama_tensors(
+    model: &Decoder,
+    format: &'static str,
+    dest: &Path,
+) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    let mut tensors = BTreeMap::new();
+    for snapshot in model.collect(None, None, false) {
+        let shape = snapshot.shape.to_vec();
+        if snapshot.dtype != DType::F32 {
+            return Err(ModelError::UnsupportedExport {
+                format,
+                key: "dtype",
+                value: format!("{:?}", snapshot.dtype),
+                message: "export writes f32 models only".into(),
+            });
+        }
+        let bytes = snapshot
+            .to_bytes()
+            .map_err(|e| ModelError::Store { path: dest.to_path_buf(), message: e.to_string() })?;
+        let values: Vec<f32> =
+            bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let (hf_name, transpose) = hf_name(&snapshot.name).ok_or_else(|| ModelError::BadTensor {
+            path: dest.to_path_buf(),
+            tensor: snapshot.name.clone(),
+            message: "has no HF Llama counterpart".into(),
+        })?;
+        let (shape, values) = if transpose { transpose_2d(&shape, &values) } else { (shape, values) };
+        tensors.insert(hf_name, (shape, values));
+    }
+    Ok(tensors)
 }
 
 /// Maps a decoder parameter path to its HF Llama name, and whether it is a burn `[in, out]`

@@ -1,6 +1,6 @@
 //! Transformer blocks and the three Cascade architectures: decoder-only ([`Decoder`]),
 //! encoder-only ([`Encoder`]) and encoder-decoder ([`EncoderDecoder`]), all built from the same
-//! blocks on burn 0.22, with their costs, SafeTensors checkpoints and a HuggingFace Llama export.
+//! blocks on burn 0.22, with their costs, SafeTensors checkpoints and HuggingFace Llama and GGUF exports.
 //!
 //! Read one family file to see the whole architecture: `decoder.rs`, `encoder.rs`,
 //! `encoder_decoder.rs`. The three differ mainly in how tokens see context: causal masks in
@@ -15,7 +15,9 @@
 //! - Cost: `config.costs()` gives [`ModelCosts`] (parameters, FLOPs per token, cache bytes).
 //! - Save: [`save_safetensors`] / [`load_safetensors`] (config JSON beside the weights, every
 //!   tensor checked on load), [`save_burnpack`] / [`load_burnpack`] for exact resume.
-//! - Export: [`export_hf_llama`] writes a directory `transformers` loads as `LlamaForCausalLM`.
+//! - Export: [`export_hf_llama`] writes a directory `transformers` loads as `LlamaForCausalLM`;
+//!   [`export_gguf_llama`] writes one GGUF file (llama architecture + BPE tokenizer metadata)
+//!   that llama.cpp loads.
 //! - Devices: [`parse_device`] turns `flex` / `wgpu` into a burn [`Device`](burn::prelude::Device).
 #![deny(missing_docs)]
 
@@ -32,7 +34,9 @@ mod device;
 mod encoder;
 mod encoder_decoder;
 mod error;
+mod export_gguf;
 mod export_hf;
+mod gguf;
 
 pub use cache::{BatchLayout, KvCache};
 pub use checkpoint::{
@@ -46,4 +50,5 @@ pub use encoder::{Encoder, EncoderConfig};
 pub use encoder_decoder::{EncoderDecoder, EncoderDecoderConfig, EncoderOutput, Seq2SeqCache};
 pub use device::parse_device;
 pub use error::{ModelError, Result};
+pub use export_gguf::{GgufDtype, GgufExport, GgufOptions, GgufTokenType, GgufTokenizer, export_gguf_llama};
 pub use export_hf::{HfExport, HfSpecialTokens, export_hf_llama};
