@@ -117,6 +117,9 @@ impl Stage for Pretrain {
         ctx.bars.begin("matmul peak", None, "runs");
         let peak_flops = cascade_pretrain::measure_matmul_peak_flops(&device, 512, 3);
         ctx.bars.end();
+        // An interrupted run of this stage left its checkpoint in the kept work directory.
+        let checkpoint = out_dir.join("checkpoint");
+        let resume_from = checkpoint.join(cascade_pretrain::STATE_FILE).is_file().then_some(checkpoint);
         let job = PretrainJob {
             model: &model,
             config,
@@ -125,7 +128,7 @@ impl Stage for Pretrain {
             val_bytes_per_token,
             special: &special,
             out_dir,
-            resume_from: None,
+            resume_from: resume_from.as_deref(),
             peak_flops: Some(peak_flops),
         };
         let report = cascade_pretrain::run(&job, &device, &ctx.bars)?;
@@ -134,6 +137,10 @@ impl Stage for Pretrain {
         let mut metrics = serde_json::to_value(report)?;
         metrics["model_costs"] = serde_json::to_value(model.costs())?;
         Ok(metrics)
+    }
+
+    fn resumable(&self) -> bool {
+        true
     }
 
     fn summary(&self, metrics: &Value) -> String {

@@ -181,8 +181,16 @@ fn run_stage(ctx: &Ctx, stage: &dyn Stage) -> Result<()> {
         Some(other) => other.to_string(),
         None => "forced".to_owned(),
     };
-    ctx.log.line(&format!("  {name:<24} running ({reason})"));
-    let stage_dir = StageDir::begin(layout, name)?;
+    let stage_dir = if stage.resumable() {
+        let resume_key = cascade_core::hash::config_hash(&serde_json::json!({ "config": config_hash, "inputs": inputs }));
+        let (stage_dir, resumed) = StageDir::begin_resumable(layout, name, &resume_key, ctx.request.forced(name))?;
+        let reason = if resumed { format!("{reason}; resuming the interrupted run") } else { reason };
+        ctx.log.line(&format!("  {name:<24} running ({reason})"));
+        stage_dir
+    } else {
+        ctx.log.line(&format!("  {name:<24} running ({reason})"));
+        StageDir::begin(layout, name)?
+    };
     let metrics = stage.run(ctx, stage_dir.path()).with_context(|| format!("stage {name} failed"))?;
     let summary = stage.summary(&metrics);
     let manifest = stage_dir.commit(&config_hash, inputs, metrics)?;

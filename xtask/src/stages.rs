@@ -25,6 +25,12 @@ pub trait Stage {
     fn run(&self, ctx: &Ctx, out_dir: &Path) -> Result<Value>;
     /// A one-line summary of the metrics: what was kept, lost and what it cost.
     fn summary(&self, metrics: &Value) -> String;
+    /// Whether an interrupted or failed run leaves its work directory for the next run to
+    /// continue from (training stages with checkpoints). The stage finds its own checkpoints
+    /// in `out_dir`.
+    fn resumable(&self) -> bool {
+        false
+    }
 }
 
 /// Every stage, in cascade order.

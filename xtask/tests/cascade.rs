@@ -227,3 +227,52 @@ fn sharded_data_runs_merge_into_the_unsharded_outputs() {
     }
     assert_one_line_error(&args(&["--shard", "2/2"]), &["--shard 2/2"]);
 }
+
+#[test]
+fn an_interrupted_pretraining_stage_resumes_from_its_checkpoint() {
+    let run = setup(300);
+    let smoke = std::fs::read_to_string(&run.config).unwrap();
+    let mut table: toml::Table = smoke.parse().unwrap();
+    let decoder = table["pretrain"]["decoder"].as_table_mut().unwrap();
+    for (key, value) in [("max_steps", 400), ("checkpoint_every", 5), ("eval_every", 1000)] {
+        decoder.insert(key.into(), toml::Value::Integer(value));
+    }
+    decoder.insert("max_wall_s".into(), toml::Value::Float(0.0));
+    std::fs::write(&run.config, toml::to_string(&table).unwrap()).unwrap();
+    assert_ok(&run.cascade(&["--to", "tokenizer"]));
+
+    let mut args = vec!["cascade", "--quiet", "--config", run.config.to_str().unwrap(), "--to", "pretrain-decoder"];
+    args.extend(["--corpus", run.corpus.to_str().unwrap(), "--run-dir", run.run_dir.to_str().unwrap()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask")).args(&args).spawn().unwrap();
+    let state_path = run.run_dir.join(".pretrain-decoder.partial/checkpoint/state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let interrupted_at = loop {
+        let step = std::fs::read_to_string(&state_path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|state| state["step"].as_u64());
+        if let Some(step) = step.filter(|&step| step >= 10) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break step;
+        }
+        assert!(std::time::Instant::now() < deadline, "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!run.run_dir.join("pretrain-decoder/manifest.json").exists());
+
+    let resumed = assert_ok(&run.cascade(&["--to", "pretrain-decoder"]));
+    assert!(resumed.lines().any(|l| l.contains("pretrain-decoder") && l.contains("resuming")), "{resumed}");
+    let dir = run.run_dir.join("pretrain-decoder");
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let from = manifest["metrics"]["resumed_from_step"].as_u64().unwrap();
+    assert!(from >= interrupted_at, "resumed from step {from}, interrupted after {interrupted_at}");
+    let steps: Vec<u64> = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=400).collect::<Vec<_>>(), "every step logged once");
+    assert!(!run.run_dir.join(".pretrain-decoder.partial").exists());
+}
