@@ -31,6 +31,12 @@ enum Command {
     Export(ExportArgs),
     /// Run criterion benchmarks side by side with peer libraries: `data`, `tokenizer`, `model` or all.
     Bench(BenchArgs),
+    /// Write the run report (`<run-dir>/report/report.md`, `report.html`, `plots/`): every stage's
+    /// trace, the plots and the six tensions. Also the cascade's last stage.
+    Report(StageArgs),
+    /// Run the cascade once per value of one config key (`tokenizer.vocab_size=2048,4096`), reusing
+    /// the stages the key does not affect, then compare the runs (`<run-dir>.sweep/<key>/report/`).
+    Sweep(SweepArgs),
     /// Continue a prompt with a run's model, streaming the text to stdout.
     Generate(crate::infer::GenerateArgs),
     /// Chat with a run's model (the chat template; the oldest turns leave the context window first).
@@ -174,6 +180,18 @@ struct PretrainArgs {
 }
 
 #[derive(Debug, Args)]
+struct SweepArgs {
+    /// `SECTION.KEY=V1,V2,...`, e.g. `tokenizer.vocab_size=2048,4096,8192` or
+    /// `model.decoder.n_kv_heads=1,2,8`.
+    assignment: String,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Stop each run after this stage (the report stage still compares what ran).
+    #[arg(long, value_parser = stage_name)]
+    to: Option<String>,
+}
+
+#[derive(Debug, Args)]
 struct BenchArgs {
     /// Which bench: data, tokenizer, model; all when omitted.
     target: Option<String>,
@@ -279,6 +297,22 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Command::Bench(args) => bench::run(args.target.as_deref(), &args.criterion_args),
+        Command::Report(mut args) => {
+            // Without --preset/--config, report on the run with the config it was run with.
+            if args.common.config.is_none() && args.common.preset.is_none() {
+                let run_dir = args.common.run_dir.clone().unwrap_or_else(|| crate::config::workspace_root().join("runs").join("small"));
+                let resolved = run_dir.join("config.toml");
+                if resolved.is_file() {
+                    args.common.config = Some(resolved);
+                    args.common.run_dir = Some(run_dir);
+                }
+            }
+            runner::run(args.request(crate::report::STAGE)?)
+        }
+        Command::Sweep(args) => {
+            let assignment = crate::sweep::parse_assignment(&args.assignment)?;
+            crate::sweep::run(args.common.request()?, &assignment, args.to).map(|_| ())
+        }
         Command::Generate(args) => crate::infer::generate(&args),
         Command::Chat(args) => crate::infer::chat(&args),
         Command::Eval(args) => crate::infer::eval(&args),

@@ -23,6 +23,9 @@ pub struct CascadeConfig {
     /// pretraining run (objective settings, schedule, budget).
     #[serde(default)]
     pub pretrain: PretrainSection,
+    /// `[report]`: what the report stage samples and costs beyond the run's files.
+    #[serde(default)]
+    pub report: cascade_report::ReportConfig,
 }
 
 /// One architecture config per family. `vocab_size` is not set here: it is the tokenizer's.
@@ -96,6 +99,7 @@ pub fn parse(text: &str, origin: &str) -> Result<CascadeConfig> {
     })?;
     config.data.validate().map_err(|e| anyhow!("{origin}: [data] {e}"))?;
     config.tokenizer.validate().map_err(|e| anyhow!("{origin}: [tokenizer] {e}"))?;
+    config.report.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
     resolve_models(&mut config, text, origin)?;
     Ok(config)
 }

@@ -12,8 +12,11 @@ mod export;
 mod infer;
 mod pretrain;
 mod progress;
+mod report;
+mod report_samples;
 mod runner;
 mod stages;
+mod sweep;
 
 use std::process::ExitCode;
 
