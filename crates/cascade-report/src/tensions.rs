@@ -8,7 +8,7 @@ use crate::extras::{CostVariant, Extras};
 use crate::figures::pretrain_logs;
 use crate::fmt::{bytes, get, int, num, show};
 use crate::plots::{Chart, Mark, Series, draw_charts};
-use crate::run::{MetricsLog, RunView, numeric_leaves};
+use crate::run::{MetricsLog, RunView};
 use crate::trace::{StageMetric, headline, stage_metrics};
 
 /// Metric names that speak to alignment or to what the model still knows.
@@ -189,17 +189,18 @@ fn depth_vs_width(doc: &mut Doc, run: &RunView) {
          a reply (sft-judge). Costs per family are under Compute vs memory.",
     );
     // The reply figures each stage reports, found by name wherever they sit in its metrics.
-    let columns = ["val_reply_loss_per_token", "val_reply_bits_per_byte", "accuracy", "auc", "train_flops", "params"];
+    let columns = ["val_reply_loss_per_token", "val_reply_bits_per_byte", "accuracy", "auc", "train_flops"];
     let rows = REPLY_STAGES
         .iter()
         .map(|(family, stage)| match run.finished(stage) {
             Some(record) => {
-                let leaves = numeric_leaves(record.metrics());
+                let metrics = stage_metrics(record.metrics());
                 let mut row = vec![family.to_string(), stage.to_string(), "done".into()];
                 for column in columns {
-                    let found = leaves.iter().find(|(path, _)| path.rsplit('/').next().is_some_and(|leaf| leaf == column || leaf.ends_with(&format!("_{column}"))));
-                    row.push(found.map_or_else(|| "-".into(), |(_, value)| num(*value)));
+                    row.push(reply_figure(&metrics, column).map_or_else(|| "-".into(), num));
                 }
+                let params = run.finished(&format!("pretrain-{family}")).and_then(|p| get(p.metrics(), "/model_costs/params_total"));
+                row.push(params.map_or_else(|| "-".into(), |p| int(p as u64)));
                 row.push(headline(record.metrics()));
                 row
             }
@@ -210,6 +211,18 @@ fn depth_vs_width(doc: &mut Doc, run: &RunView) {
         &["family", "stage", "status", "reply loss/token", "reply bits/byte", "accuracy", "AUC", "training FLOPs", "params", "other metrics"],
         rows,
     );
+}
+
+/// The stage's own value of `column` (e.g. `val_reply_loss_per_token`): the shallowest metric
+/// with that name, not one it reports about a reference (`decoder_sft/...`) or from before it.
+fn reply_figure(metrics: &[StageMetric], column: &str) -> Option<f64> {
+    const NOT_OWN: [&str; 6] = ["initial", "decoder", "encoder", "reference", "baseline", "before"];
+    metrics
+        .iter()
+        .filter(|m| m.name.rsplit('/').next().is_some_and(|leaf| leaf == column || leaf.ends_with(&format!("_{column}"))))
+        .filter(|m| !m.name.contains('/') || !NOT_OWN.iter().any(|w| m.name.split('/').next().is_some_and(|first| first.contains(w))))
+        .min_by_key(|m| m.name.matches('/').count())
+        .map(|m| m.after)
 }
 
 fn alignment_vs_capability(doc: &mut Doc, run: &RunView) {
