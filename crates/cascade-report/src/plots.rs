@@ -275,7 +275,8 @@ fn draw_panel(area: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart) -> std::
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], legend_color.stroke_width(2)));
         }
     }
-    if !chart.series.is_empty() {
+    // One series needs no legend: the title names it.
+    if chart.series.len() > 1 {
         ctx.configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))

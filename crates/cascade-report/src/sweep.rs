@@ -26,8 +26,9 @@ pub fn write_sweep_report(key: &str, runs: &[SweepRun], stage_order: &[&str], ou
     let mut doc = Doc::default();
     doc.heading(1, format!("Sweep of {key}"));
     doc.para(format!(
-        "{} runs, one per value of {key}; each run directory has its own full report in report/. Stages upstream of the key \
-         were reused from the first run (their manifests matched); the `redone` column lists what each run computed.",
+        "{} runs, one per value of {key}; each run directory has its own full report in report/. Each run started from \
+         hard links to the base run's stages and the manifests decided what had to run again: the `redone` column lists it \
+         (stages upstream of the key are reused).",
         runs.len()
     ));
     let rows = runs.iter().zip(&views).map(|(run, view)| row(run, view)).collect();
@@ -40,6 +41,7 @@ pub fn write_sweep_report(key: &str, runs: &[SweepRun], stage_order: &[&str], ou
             "val tokens/doc",
             "decoder params",
             "embedding share",
+            "decoder tokens (stopped by)",
             "decoder val bits/byte",
             "final val loss (dec / enc / enc-dec)",
             "decoder KV cache/token",
@@ -78,15 +80,15 @@ pub fn write_sweep_report(key: &str, runs: &[SweepRun], stage_order: &[&str], ou
         let svg = draw_charts("sweep-metrics.svg", &charts)?;
         doc.figure("sweep-metrics.svg", svg, format!("What changed with {key} (metrics that did not change are left out)"));
     }
-    let mut curves = Chart::new(format!("Decoder validation loss by {key}"), "training tokens", "val loss (nats/token)");
+    let mut curves = Chart::new(format!("Decoder validation bits per byte by {key}"), "training tokens", "bits per byte");
     for (idx, (run, view)) in runs.iter().zip(&views).enumerate() {
         if let Some(log) = view.finished("pretrain-decoder").map(|s| s.metrics_log()).transpose()?.flatten() {
-            curves = curves.with(Series::new(format!("{key}={}", run.value), log.series("tokens", "val_loss"), Mark::LinePoints, idx));
+            curves = curves.with(Series::new(format!("{key}={}", run.value), log.series("tokens", "val_bits_per_byte"), Mark::LinePoints, idx));
         }
     }
     if !curves.is_empty() {
-        let svg = draw_charts("sweep-val-loss.svg", &[curves])?;
-        doc.figure("sweep-val-loss.svg", svg, "Decoder validation loss against tokens, one line per value (losses of different vocabularies compare only per byte)");
+        let svg = draw_charts("sweep-val-bits-per-byte.svg", &[curves])?;
+        doc.figure("sweep-val-bits-per-byte.svg", svg, "Decoder validation bits per byte against training tokens, one line per value (per byte, so vocabularies compare)");
     }
     write_doc(&doc, &format!("Sweep of {key}"), out_dir)
 }
@@ -105,12 +107,13 @@ fn row(run: &SweepRun, view: &RunView) -> Vec<String> {
     let opt = |value: Option<f64>, f: fn(f64) -> String| value.map_or_else(|| "-".into(), f);
     vec![
         run.value.clone(),
-        run.run_dir.display().to_string(),
+        run.run_dir.file_name().map_or_else(|| run.run_dir.display().to_string(), |name| format!("{}/", name.to_string_lossy())),
         if redone.is_empty() { "nothing".into() } else { redone.join(", ") },
         opt(get(&tok, "/val_bytes_per_token"), num),
         opt(get(&tok, "/val/tokens_per_document"), num),
         opt(params, |p| int(p as u64)),
         params.zip(embedding).map_or_else(|| "-".into(), |(p, e)| pct(e, p)),
+        format!("{} ({})", opt(get(&dec, "/tokens"), |t| int(t as u64)), dec["stop_reason"].as_str().unwrap_or("-")),
         opt(get(&dec, "/val_bits_per_byte"), num),
         format!("{} / {} / {}", loss("pretrain-decoder"), loss("pretrain-encoder"), loss("pretrain-encoder-decoder")),
         opt(get(&dec, "/model_costs/kv_cache_bytes_per_token"), |b| bytes(b as u64)),
