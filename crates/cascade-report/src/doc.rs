@@ -125,7 +125,7 @@ impl Doc {
                     let _ = writeln!(out, "<h{level} id=\"{}\">{}</h{level}>", slug(text), escape(text));
                 }
                 Block::Para(text) => {
-                    let _ = writeln!(out, "<p>{}</p>", escape(text));
+                    let _ = writeln!(out, "<p>{}</p>", inline_code(&escape(text)));
                 }
                 Block::Table { header, rows } => {
                     out.push_str("<div class=\"scroll\"><table><thead><tr>");
@@ -176,6 +176,15 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// `` `x` `` spans (Markdown inline code) as `<code>x</code>`; an unmatched backtick stays.
+fn inline_code(escaped: &str) -> String {
+    let parts: Vec<&str> = escaped.split('`').collect();
+    if parts.len().is_multiple_of(2) {
+        return escaped.to_owned();
+    }
+    parts.iter().enumerate().map(|(idx, part)| if idx % 2 == 1 { format!("<code>{part}</code>") } else { (*part).to_owned() }).collect()
+}
+
 fn slug(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect()
 }
@@ -195,14 +204,14 @@ mod tests {
     fn markdown_and_html_carry_every_block() {
         let mut doc = Doc::default();
         doc.heading(1, "Run <x>");
-        doc.para("a & b");
+        doc.para("a & `b`");
         doc.table(&["stage", "kept"], vec![vec!["data".into()], vec!["a|b".into(), "2".into()]]);
         doc.figure("loss.svg", "<?xml version=\"1.0\"?><svg></svg>".into(), "Loss");
         let md = doc.to_markdown();
         assert!(md.contains("# Run <x>") && md.contains("| data |  |") && md.contains("a\\|b"), "{md}");
         assert!(md.contains("![loss.svg](plots/loss.svg)") && md.contains("*Loss*"), "{md}");
         let html = doc.to_html("t");
-        assert!(html.contains("Run &lt;x&gt;") && html.contains("a &amp; b"), "{html}");
+        assert!(html.contains("Run &lt;x&gt;") && html.contains("a &amp; <code>b</code>"), "{html}");
         assert!(html.contains("<figure><svg></svg>") && !html.contains("<?xml"), "{html}");
     }
 }
