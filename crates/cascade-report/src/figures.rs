@@ -33,9 +33,12 @@ pub fn training_curves(doc: &mut Doc, run: &RunView) -> Result<()> {
         return Ok(());
     }
     for (stage, log) in &logs {
+        // The untrained model's validation loss is in the manifest, not in metrics.jsonl.
+        let initial = run.stage(stage).and_then(|s| get(s.metrics(), "/initial_val_loss")).map(|loss| (0.0, loss));
+        let val_loss: Vec<(f64, f64)> = initial.into_iter().chain(log.series("tokens", "val_loss")).collect();
         let loss = Chart::new(format!("{stage}: loss"), "training tokens", "loss (nats/token)")
             .with(Series::new("train loss", log.series("tokens", "train_loss"), Mark::Line, 0))
-            .with(Series::new("val loss", log.series("tokens", "val_loss"), Mark::LinePoints, 1));
+            .with(Series::new("val loss", val_loss, Mark::LinePoints, 1));
         let bits = Chart::new(format!("{stage}: validation bits per byte"), "training tokens", "bits per byte")
             .with(Series::new("val bits/byte", log.series("tokens", "val_bits_per_byte"), Mark::LinePoints, 2));
         let accuracy = Chart::new(format!("{stage}: validation accuracy"), "training tokens", "accuracy")
@@ -45,7 +48,7 @@ pub fn training_curves(doc: &mut Doc, run: &RunView) -> Result<()> {
         let file = format!("{stage}-loss.svg");
         let svg = draw_charts(&file, &charts)?;
         let skipped = if log.skipped_lines > 0 { format!(" ({} unreadable lines skipped)", log.skipped_lines) } else { String::new() };
-        doc.figure(file, svg, format!("{stage}: training loss per step, validation loss and its second metric at each evaluation{skipped}"));
+        doc.figure(file, svg, format!("{stage}: training loss per step, validation loss (from the untrained model on) and its second metric at each evaluation{skipped}"));
     }
     // Every stage that logs an optimizer, post-training included.
     let mut optimized = logs;
