@@ -26,6 +26,9 @@ enum Command {
     Tokenizer(StageArgs),
     /// Pretrain one family (`--arch`), or all three in cascade order (`<run-dir>/pretrain-<arch>/`).
     Pretrain(PretrainArgs),
+    /// Fine-tune the pretrained decoder on conversations, with the effects measured before and
+    /// after (`<run-dir>/sft/`).
+    Sft(StageArgs),
     /// Export a decoder checkpoint for other tools (`--format hf`: the HuggingFace Llama layout;
     /// `--format gguf`: one GGUF file for llama.cpp).
     Export(ExportArgs),
@@ -269,6 +272,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Command::Tokenizer(args) => runner::run(args.request("tokenizer")?),
+        Command::Sft(args) => runner::run(args.request("sft")?),
         Command::Pretrain(args) => match args.arch {
             Some(arch) => runner::run(args.stage.request(arch.stage_name())?),
             None => {

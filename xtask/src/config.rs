@@ -23,6 +23,10 @@ pub struct CascadeConfig {
     /// pretraining run (objective settings, schedule, budget).
     #[serde(default)]
     pub pretrain: PretrainSection,
+    /// `[sft]`: supervised fine-tuning of the pretrained decoder (`[sft.data]` conversations,
+    /// `[sft.train]` the loop's settings).
+    #[serde(default)]
+    pub sft: cascade_posttrain::SftConfig,
     /// `[report]`: what the report stage samples and costs beyond the run's files.
     #[serde(default)]
     pub report: cascade_report::ReportConfig,

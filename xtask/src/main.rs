@@ -15,6 +15,7 @@ mod progress;
 mod report;
 mod report_samples;
 mod runner;
+mod sft;
 mod stages;
 mod sweep;
 

@@ -11,8 +11,10 @@ struct Run {
     run_dir: PathBuf,
 }
 
-/// A few hundred words of varied pseudo-English per document, different in every document.
+/// A few hundred words of varied pseudo-English per document, different in every document, as
+/// one-line speeches of a play in the Folio layout (so the `sft` stage finds dialogue in it).
 fn document(seed: u64) -> String {
+    const SPEAKERS: &[&str] = &["Lear", "Fool", "Lady", "Ghost"];
     const WORDS: &[&str] = &[
         "the", "king", "doth", "speak", "of", "love", "and", "honour", "while", "his", "daughters", "weep", "upon",
         "a", "stormy", "heath", "where", "fools", "sing", "madness", "crowns", "fall", "night", "comes", "gentle",
@@ -21,6 +23,9 @@ fn document(seed: u64) -> String {
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let mut text = String::new();
     for line in 0..40 {
+        text.push_str("  ");
+        text.push_str(SPEAKERS[(seed as usize + line) % SPEAKERS.len()]);
+        text.push_str(". ");
         for word_idx in 0..9 {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let word = WORDS[(state >> 33) as usize % WORDS.len()];
