@@ -27,7 +27,8 @@ enum Command {
     /// Pretrain one family (`--arch`), or all three in cascade order (`<run-dir>/pretrain-<arch>/`).
     Pretrain(PretrainArgs),
     /// Fine-tune the pretrained decoder on conversations, with the effects measured before and
-    /// after (`<run-dir>/sft/`).
+    /// after (`<run-dir>/sft/`), then the encoder into a reply judge (`sft-judge/`) and the
+    /// encoder-decoder into a reply generator (`sft-seq2seq/`) on the same conversations.
     Sft(StageArgs),
     /// Export a decoder checkpoint for other tools (`--format hf`: the HuggingFace Llama layout;
     /// `--format gguf`: one GGUF file for llama.cpp).
@@ -272,7 +273,16 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Command::Tokenizer(args) => runner::run(args.request("tokenizer")?),
-        Command::Sft(args) => runner::run(args.request("sft")?),
+        Command::Sft(args) => {
+            let force = args.force;
+            let mut request = args.common.request()?;
+            request.from = Some("sft".to_owned());
+            request.to = Some("sft-seq2seq".to_owned());
+            if force {
+                request.force_stages = ["sft", "sft-judge", "sft-seq2seq"].map(str::to_owned).to_vec();
+            }
+            runner::run(request)
+        }
         Command::Pretrain(args) => match args.arch {
             Some(arch) => runner::run(args.stage.request(arch.stage_name())?),
             None => {

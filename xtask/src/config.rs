@@ -27,6 +27,14 @@ pub struct CascadeConfig {
     /// `[sft.train]` the loop's settings).
     #[serde(default)]
     pub sft: cascade_posttrain::SftConfig,
+    /// `[sft_judge]`: the pretrained encoder fine-tuned into the reply judge on the same
+    /// conversations (`[sft_judge.train]` the loop's settings).
+    #[serde(default)]
+    pub sft_judge: cascade_posttrain::JudgeConfig,
+    /// `[sft_seq2seq]`: the pretrained encoder-decoder fine-tuned on the same conversations,
+    /// at the decoder SFT's training FLOPs (`[sft_seq2seq.train]` the loop's settings).
+    #[serde(default)]
+    pub sft_seq2seq: cascade_posttrain::Seq2SeqConfig,
     /// `[report]`: what the report stage samples and costs beyond the run's files.
     #[serde(default)]
     pub report: cascade_report::ReportConfig,
@@ -104,6 +112,8 @@ pub fn parse(text: &str, origin: &str) -> Result<CascadeConfig> {
     config.data.validate().map_err(|e| anyhow!("{origin}: [data] {e}"))?;
     config.tokenizer.validate().map_err(|e| anyhow!("{origin}: [tokenizer] {e}"))?;
     config.report.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
+    config.sft_judge.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
+    config.sft_seq2seq.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
     resolve_models(&mut config, text, origin)?;
     Ok(config)
 }
@@ -143,6 +153,16 @@ fn resolve_models(config: &mut CascadeConfig, text: &str, origin: &str) -> Resul
     for (family, seq_len, limit, key) in fits {
         if seq_len > limit {
             bail!("{origin}: [pretrain.{family}] seq_len = {seq_len} is longer than [model.{family}] {key} = {limit}");
+        }
+    }
+    let reply_lengths = [
+        ("sft_judge", "max_len", config.sft_judge.max_len, "encoder", "max_seq_len", model.encoder.max_seq_len),
+        ("sft_seq2seq", "max_source_len", config.sft_seq2seq.max_source_len, "encoder_decoder", "max_source_len", model.encoder_decoder.max_source_len),
+        ("sft_seq2seq", "max_target_len", config.sft_seq2seq.max_target_len, "encoder_decoder", "max_target_len", model.encoder_decoder.max_target_len),
+    ];
+    for (section, key, len, family, model_key, limit) in reply_lengths {
+        if len > limit {
+            bail!("{origin}: [{section}] {key} = {len} is longer than [model.{family}] {model_key} = {limit}");
         }
     }
     Ok(())

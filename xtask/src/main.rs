@@ -12,6 +12,7 @@ mod export;
 mod infer;
 mod pretrain;
 mod progress;
+mod reply_models;
 mod report;
 mod report_samples;
 mod runner;

@@ -91,7 +91,7 @@ impl Default for JudgeConfig {
 impl JudgeConfig {
     /// Checks every key; the error names the first one at fault.
     pub fn validate(&self) -> Result<(), TuneError> {
-        validate_train(&self.train, SECTION)?;
+        validate_train(&self.train, "sft_judge.train")?;
         if self.max_len == 1 {
             return Err(TuneError::Config { section: SECTION, key: "max_len", message: "must be 0 or at least 2".into() });
         }

@@ -85,7 +85,7 @@ impl Default for Seq2SeqConfig {
 impl Seq2SeqConfig {
     /// Checks every key; the error names the first one at fault.
     pub fn validate(&self) -> Result<(), TuneError> {
-        validate_train(&self.train, SECTION)?;
+        validate_train(&self.train, "sft_seq2seq.train")?;
         if self.max_target_len == 1 {
             return Err(TuneError::Config {
                 section: SECTION,

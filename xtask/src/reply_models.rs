@@ -1,0 +1,198 @@
+//! The two post-training stages beside the decoder's SFT that learn from the same
+//! (speech, next speech) conversations: `sft-judge` (the encoder as a reply judge) and
+//! `sft-seq2seq` (the encoder-decoder as a reply generator, at the decoder SFT's compute).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use cascade_core::hash::config_hash;
+use cascade_core::{InputRecord, StageManifest};
+use cascade_posttrain::judge::JudgeJob;
+use cascade_posttrain::seq2seq::Seq2SeqJob;
+use cascade_posttrain::{ReadMode, ReplyPair};
+use cascade_tokenizer::BpeTokenizer;
+use serde_json::{Value, json};
+
+use crate::runner::Ctx;
+use crate::stages::{Stage, metric, upstream};
+
+/// The stage that writes the conversation dataset (the one the decoder SFT trains on), and
+/// its two splits.
+const DATASET_STAGE: &str = "sft";
+const DATASET_FILES: [&str; 2] = ["sft_train.jsonl", "sft_val.jsonl"];
+
+/// The dataset's conversations as (prompt, reply) pairs, with what was left out.
+struct PairSplits {
+    train: Vec<ReplyPair>,
+    val: Vec<ReplyPair>,
+    skipped_conversations: usize,
+}
+
+fn dataset_inputs(ctx: &Ctx) -> Result<Vec<InputRecord>> {
+    upstream(ctx, DATASET_STAGE, &DATASET_FILES)
+}
+
+fn read_pairs(ctx: &Ctx) -> Result<PairSplits> {
+    let read = |file: &str| -> Result<(Vec<ReplyPair>, usize)> {
+        let path = ctx.request.layout.stage_file(DATASET_STAGE, file);
+        // The dataset stage already rejected malformed records: any left is a bug, not a skip.
+        let (conversations, _) = cascade_posttrain::read_conversations(&path, ReadMode::Strict)?;
+        Ok(ReplyPair::from_conversations(&conversations))
+    };
+    let (train, skipped_train) = read(DATASET_FILES[0])?;
+    let (val, skipped_val) = read(DATASET_FILES[1])?;
+    Ok(PairSplits { train, val, skipped_conversations: skipped_train + skipped_val })
+}
+
+fn tokenizer_path(ctx: &Ctx) -> PathBuf {
+    ctx.request.layout.stage_file("tokenizer", "tokenizer.json")
+}
+
+fn load_tokenizer(ctx: &Ctx) -> Result<BpeTokenizer> {
+    Ok(BpeTokenizer::load_hf(&tokenizer_path(ctx))?)
+}
+
+fn model_inputs(ctx: &Ctx, stage: &str) -> Result<Vec<InputRecord>> {
+    let mut inputs = upstream(ctx, "tokenizer", &["tokenizer.json"])?;
+    inputs.extend(upstream(ctx, stage, &["model.safetensors", "model.config.json"])?);
+    inputs.extend(dataset_inputs(ctx)?);
+    Ok(inputs)
+}
+
+/// `sft-judge`: the pretrained encoder fine-tuned to tell real replies from mismatched ones.
+pub struct SftJudge;
+
+impl Stage for SftJudge {
+    fn name(&self) -> &'static str {
+        "sft-judge"
+    }
+
+    fn config_hash(&self, ctx: &Ctx) -> String {
+        config_hash(&ctx.request.config.sft_judge)
+    }
+
+    fn inputs(&self, ctx: &Ctx) -> Result<Vec<InputRecord>> {
+        model_inputs(ctx, "pretrain-encoder")
+    }
+
+    fn run(&self, ctx: &Ctx, out_dir: &Path) -> Result<Value> {
+        let tokenizer = load_tokenizer(ctx)?;
+        let pairs = read_pairs(ctx)?;
+        let device = cascade_model::parse_device(ctx.request.device.name())?;
+        let job = JudgeJob {
+            config: &ctx.request.config.sft_judge,
+            encoder_weights: &ctx.request.layout.stage_file("pretrain-encoder", "model.safetensors"),
+            train: &pairs.train,
+            val: &pairs.val,
+            tokenizer: &tokenizer,
+            out_dir,
+        };
+        let report = cascade_posttrain::train_judge(&job, &device, &ctx.bars)?;
+        let mut metrics = serde_json::to_value(report)?;
+        metrics["conversations_without_pair"] = json!(pairs.skipped_conversations);
+        Ok(metrics)
+    }
+
+    fn summary(&self, metrics: &Value) -> String {
+        format!(
+            "{} train / {} val pairs, {} steps; val accuracy {} -> {}, AUC {} -> {}",
+            metric(metrics, "/train_pairs"),
+            metric(metrics, "/val_pairs"),
+            metric(metrics, "/steps"),
+            metric(metrics, "/initial/val_accuracy"),
+            metric(metrics, "/final_eval/val_accuracy"),
+            metric(metrics, "/initial/val_auc"),
+            metric(metrics, "/final_eval/val_auc"),
+        )
+    }
+}
+
+/// The decoder SFT's figures the seq2seq stage is compared against, read from its manifest.
+fn decoder_sft_figures(ctx: &Ctx) -> Result<Value> {
+    let dir = ctx.request.layout.stage_dir(DATASET_STAGE);
+    let manifest = StageManifest::load(&dir)?
+        .with_context(|| format!("{} has no manifest: run `cargo xtask sft` first", dir.display()))?;
+    Ok(manifest.metrics)
+}
+
+fn decoder_train_flops(sft_metrics: &Value) -> Option<f64> {
+    sft_metrics.pointer("/train_flops").and_then(Value::as_f64)
+}
+
+/// `sft-seq2seq`: the pretrained encoder-decoder fine-tuned on the same pairs, at the decoder
+/// SFT's training FLOPs when `match_sft_flops` is set.
+pub struct SftSeq2Seq;
+
+impl Stage for SftSeq2Seq {
+    fn name(&self) -> &'static str {
+        "sft-seq2seq"
+    }
+
+    fn config_hash(&self, ctx: &Ctx) -> String {
+        config_hash(&ctx.request.config.sft_seq2seq)
+    }
+
+    fn inputs(&self, ctx: &Ctx) -> Result<Vec<InputRecord>> {
+        let mut inputs = model_inputs(ctx, "pretrain-encoder-decoder")?;
+        if ctx.request.config.sft_seq2seq.match_sft_flops {
+            // The budget is the decoder SFT's FLOPs: a new SFT run may change it.
+            inputs.extend(upstream(ctx, DATASET_STAGE, &["model.safetensors"])?);
+        }
+        Ok(inputs)
+    }
+
+    fn run(&self, ctx: &Ctx, out_dir: &Path) -> Result<Value> {
+        let config = &ctx.request.config.sft_seq2seq;
+        let tokenizer = load_tokenizer(ctx)?;
+        let pairs = read_pairs(ctx)?;
+        let sft = if config.match_sft_flops { Some(decoder_sft_figures(ctx)?) } else { None };
+        let flop_budget = match &sft {
+            Some(metrics) => Some(decoder_train_flops(metrics).with_context(|| {
+                format!("the {DATASET_STAGE} manifest records no `train_flops` to match; set match_sft_flops = false")
+            })?),
+            None => None,
+        };
+        let device = cascade_model::parse_device(ctx.request.device.name())?;
+        let job = Seq2SeqJob {
+            config,
+            weights: &ctx.request.layout.stage_file("pretrain-encoder-decoder", "model.safetensors"),
+            train: &pairs.train,
+            val: &pairs.val,
+            tokenizer: &tokenizer,
+            flop_budget,
+            out_dir,
+        };
+        let report = cascade_posttrain::train_seq2seq(&job, &device, &ctx.bars)?;
+        let mut metrics = serde_json::to_value(report)?;
+        metrics["conversations_without_pair"] = json!(pairs.skipped_conversations);
+        if let Some(sft) = &sft {
+            metrics["decoder_sft"] = json!({
+                "train_flops": decoder_train_flops(sft),
+                "val_reply_loss_per_token": sft.pointer("/val_reply_loss_per_token"),
+                "val_reply_bits_per_byte": sft.pointer("/val_reply_bits_per_byte"),
+            });
+        }
+        Ok(metrics)
+    }
+
+    fn summary(&self, metrics: &Value) -> String {
+        let flops = |pointer: &str| metrics.pointer(pointer).and_then(Value::as_f64).map_or("?".into(), |f| format!("{f:.3e}"));
+        let beside = match metrics.get("decoder_sft") {
+            Some(_) => format!(
+                " (decoder SFT: {} nats/token, {} bits/byte at {} FLOPs)",
+                metric(metrics, "/decoder_sft/val_reply_loss_per_token"),
+                metric(metrics, "/decoder_sft/val_reply_bits_per_byte"),
+                flops("/decoder_sft/train_flops"),
+            ),
+            None => String::new(),
+        };
+        format!(
+            "{} steps, {} FLOPs; val reply loss {} -> {} nats/token, {} bits/byte{beside}",
+            metric(metrics, "/steps"),
+            flops("/train_flops"),
+            metric(metrics, "/initial/val_reply_loss_per_token"),
+            metric(metrics, "/final_eval/val_reply_loss_per_token"),
+            metric(metrics, "/final_eval/val_reply_bits_per_byte"),
+        )
+    }
+}
