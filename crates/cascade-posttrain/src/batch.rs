@@ -184,8 +184,12 @@ impl HostBatch {
     }
 }
 
-/// Builds batches from `examples` taken in `order`: with `pack`, conversations are appended to
-/// a row while they fit `max_positions`; without, one per row. `batch_size` rows per batch;
+/// Rows a packed conversation may join: the last this many opened.
+const PACK_SEARCH_ROWS: usize = 16;
+
+/// Builds batches from `examples` taken in `order`: with `pack`, each conversation joins the
+/// first of the last [`PACK_SEARCH_ROWS`] rows it fits in (`max_positions`), else opens a row;
+/// without, one per row. `batch_size` rows per batch;
 /// the width is the longest row of the batch. Examples longer than `max_positions` are skipped
 /// (encode with the same limit first: [`encode_conversations`] never yields them).
 pub fn make_batches(
@@ -196,24 +200,24 @@ pub fn make_batches(
     pack: bool,
     pad_id: u32,
 ) -> Vec<HostBatch> {
-    let mut rows: Vec<Vec<usize>> = Vec::new();
-    let mut current: Vec<usize> = Vec::new();
-    let mut used = 0;
+    let mut rows: Vec<(usize, Vec<usize>)> = Vec::new();
     for &idx in order {
         let n = examples[idx].n_positions();
         if n == 0 || n > max_positions {
             continue;
         }
-        if !current.is_empty() && (!pack || used + n > max_positions) {
-            rows.push(std::mem::take(&mut current));
-            used = 0;
+        // First fit among the last few open rows: short conversations fill the gaps long ones
+        // leave, and a row's contents stay close to the shuffled order.
+        let open = rows.len().saturating_sub(PACK_SEARCH_ROWS);
+        match rows[open..].iter_mut().find(|(used, _)| pack && used + n <= max_positions) {
+            Some((used, row)) => {
+                *used += n;
+                row.push(idx);
+            }
+            None => rows.push((n, vec![idx])),
         }
-        current.push(idx);
-        used += n;
     }
-    if !current.is_empty() {
-        rows.push(current);
-    }
+    let rows: Vec<Vec<usize>> = rows.into_iter().map(|(_, row)| row).collect();
     rows.chunks(batch_size.max(1)).map(|chunk| assemble(examples, chunk, pad_id)).collect()
 }
 
