@@ -19,6 +19,18 @@ pub enum PosttrainError {
         /// The details.
         message: String,
     },
+    /// A preference record is malformed (strict reading).
+    #[error("{path}:{line}: {reason}: {message}")]
+    PairRecord {
+        /// The JSONL file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// Why the record was rejected.
+        reason: crate::preference::PairSkipReason,
+        /// The details.
+        message: String,
+    },
     /// A dataset as a whole cannot be used (e.g. no usable record at all).
     #[error("{path}: {message}")]
     Data {

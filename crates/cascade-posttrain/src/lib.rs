@@ -17,6 +17,10 @@ mod sft_config;
 pub mod judge;
 pub mod seq2seq;
 mod tuning;
+pub mod preference;
+pub mod dpo_loss;
+pub mod dpo;
+mod dpo_config;
 
 pub use data_source::{DataSourceConfig, DataSourceReport, SftData, load_conversations};
 pub use dataset::{Conversation, DatasetReport, ReadMode, SkipReason, read_conversations, write_conversations};
@@ -28,3 +32,7 @@ pub use sft_config::SftConfig;
 pub use judge::{JudgeConfig, JudgeReport, ReplyJudge, train_judge};
 pub use seq2seq::{Seq2SeqConfig, Seq2SeqReport, train_seq2seq};
 pub use tuning::{ReplyPair, TuneError, TuneStepMetrics};
+pub use preference::{PairReport, PairSkipReason, PreferencePair, mismatched_pairs, read_pairs, write_pairs};
+pub use dpo_loss::{DpoLoss, DpoLossKind, PairLogps, PreferenceStats};
+pub use dpo::{DpoJob, DpoReport, DpoStepMetrics, EncodedPair, encode_pairs, train_dpo};
+pub use dpo_config::{DpoConfig, DpoPairsConfig, RejectedSource};
