@@ -75,8 +75,10 @@ fn engine(device: &Device) -> Engine {
     Engine::new(LanguageModel::Decoder(model), Arc::new(BytesTokenizer), device.clone())
 }
 
-/// Bare model loop: prefill 8 tokens, then `NEW_TOKENS` one-token steps, argmax on the host.
+/// Bare model loop: prefill 8 tokens, then `NEW_TOKENS` one-token steps through the contiguous
+/// output projection, argmax on the host.
 fn raw_loop(model: &Decoder, batch: usize, device: &Device) {
+    let head = model.output_projection();
     let mut cache = model.new_cache();
     cache.reserve(8 + NEW_TOKENS);
     let ids: Vec<i64> = (0..batch * 8).map(|i| (i % VOCAB) as i64).collect();
@@ -84,7 +86,7 @@ fn raw_loop(model: &Decoder, batch: usize, device: &Device) {
     for _ in 0..NEW_TOKENS {
         let [_, t] = tokens.dims();
         let hidden = model.hidden_cached(tokens, &cascade_model::BatchLayout::default(), &mut cache);
-        let logits = model.logits(hidden.narrow(1, t - 1, 1));
+        let logits = hidden.narrow(1, t - 1, 1).reshape([batch, 256]).matmul(head.clone());
         let host = logits.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 logits");
         let next: Vec<i64> =
             host.chunks(VOCAB).map(|row| cascade_infer::sampling::argmax(row) as i64).collect();

@@ -95,6 +95,9 @@ pub struct Engine {
     device: Device,
     pad_id: u32,
     default_stop_ids: Vec<u32>,
+    /// The decoder's `[d_model, vocab]` output projection, contiguous (see
+    /// `Decoder::output_projection`).
+    head: Option<Tensor<2>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -118,7 +121,11 @@ impl Engine {
             .iter()
             .filter_map(|name| tokenizer.special_token(name))
             .collect();
-        Self { model, tokenizer, device, pad_id, default_stop_ids }
+        let head = match &model {
+            LanguageModel::Decoder(decoder) => Some(decoder.output_projection()),
+            LanguageModel::EncoderDecoder(_) => None,
+        };
+        Self { model, tokenizer, device, pad_id, default_stop_ids, head }
     }
 
     /// The model.
@@ -304,7 +311,7 @@ impl Engine {
                 let mut cache = model.new_cache();
                 cache.reserve(width + max_budget);
                 let hidden = model.hidden_cached(tokens, &layout, &mut cache);
-                let logits = model.logits(hidden.narrow(1, width - 1, 1));
+                let logits = self.decoder_logits(model, hidden.narrow(1, width - 1, 1));
                 Ok((DecodeState::Decoder(cache), to_host(logits)?))
             }
             LanguageModel::EncoderDecoder(model) => {
@@ -327,13 +334,25 @@ impl Engine {
         }
     }
 
+    /// Logits `[B, 1, vocab]` of the decoder's hidden states `[B, 1, d_model]`.
+    fn decoder_logits(&self, model: &cascade_model::Decoder, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.head {
+            Some(head) => {
+                let [b, t, d] = hidden.dims();
+                let [_, vocab] = head.dims();
+                hidden.reshape([b * t, d]).matmul(head.clone()).reshape([b, t, vocab])
+            }
+            None => model.logits(hidden),
+        }
+    }
+
     /// One decoding step: feeds each active row's last token, returns the next logits.
     fn step(&self, state: &mut DecodeState, tokens: &[u32]) -> Result<Vec<f32>> {
         let ids: Vec<i64> = tokens.iter().map(|&id| id as i64).collect();
         let tokens = Tensor::<1, Int>::from_ints(ids.as_slice(), &self.device).reshape([ids.len(), 1]);
         let logits = match (&self.model, state) {
             (LanguageModel::Decoder(model), DecodeState::Decoder(cache)) => {
-                model.logits(model.hidden_cached(tokens, &BatchLayout::default(), cache))
+                self.decoder_logits(model, model.hidden_cached(tokens, &BatchLayout::default(), cache))
             }
             (LanguageModel::EncoderDecoder(model), DecodeState::Seq2Seq(cache)) => model.forward_cached(tokens, cache),
             // The state is always built by `prefill` for the same model.

@@ -29,7 +29,7 @@ impl Utf8Stream {
                 }
                 Err(error) => {
                     let valid = start + error.valid_up_to();
-                    // Safe split: `valid_up_to` bytes were just checked.
+                    // The first `valid_up_to` bytes are valid UTF-8, so this never substitutes.
                     out.push_str(&String::from_utf8_lossy(&self.pending[start..valid]));
                     match error.error_len() {
                         // An incomplete character at the end: wait for more bytes.

@@ -4,7 +4,7 @@
 use burn::prelude::*;
 
 use crate::blocks::attention::LayerKv;
-use crate::blocks::mask::{AttnMask, self_attention_mask};
+use crate::blocks::mask::{AttnMask, self_attention_mask, self_attention_mask_over};
 use crate::blocks::position::Positions;
 use crate::error::{ModelError, Result};
 
@@ -121,7 +121,9 @@ fn check_row(len: usize, width: usize) -> Result<()> {
 /// Keys and values live in per-layer buffers with room to spare: each step writes its new
 /// keys/values in place, and a full buffer doubles, so decoding never copies the whole cache
 /// per token. [`KvCache::reserve`] sizes the buffers up front (prompt plus the tokens to
-/// generate) so they never grow at all.
+/// generate) so they never grow at all. Attention reads the whole buffers under a mask that
+/// hides the slots not filled yet, which costs a little arithmetic on the spare slots but no
+/// copy of the filled prefix.
 ///
 /// Rows can be dropped ([`KvCache::select_rows`]) when their sequence finishes, and the cache
 /// can be cut back ([`KvCache::truncate`]) or emptied ([`KvCache::clear`]).
@@ -266,10 +268,14 @@ impl KvCache {
                 .unwrap_or_else(|| Tensor::<2, Int>::zeros([batch, t], device));
             (queries, keys.clone())
         });
-        let mask = self_attention_mask(
+        // Attention runs over the layers' whole buffers; the mask hides the steps after the
+        // filled ones (the causal mask already does, relative to each query).
+        let keys = self.layers.first().map_or(past + t, |layer| layer.capacity_for(past + t));
+        let mask = self_attention_mask_over(
             causal,
             t,
             past,
+            keys,
             self.padding.as_ref(),
             segments.as_ref().map(|(q, k)| (q, k)),
             device,

@@ -49,28 +49,35 @@ impl LayerKv {
         }
     }
 
+    /// The capacity the buffers will have once `needed` steps are filled: unchanged while they
+    /// fit, else at least doubled (and at least the reserve).
+    pub fn capacity_for(&self, needed: usize) -> usize {
+        let capacity = self.capacity();
+        if needed <= capacity { capacity } else { needed.max(2 * capacity).max(self.reserve) }
+    }
+
     /// Writes new keys/values after the filled part (growing the buffers when full) and
-    /// returns views of everything filled so far.
+    /// returns the whole buffers, `[B, n_kv_heads, capacity, head_dim]`: the caller's mask
+    /// hides the steps not filled yet (see `KvCache::step`). Handing over the buffers rather
+    /// than views of the filled prefix spares attention a copy of the prefix (the prefix of a
+    /// buffer with spare room is not contiguous) in every layer at every step.
     pub fn append(&mut self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let [b, h, t, dh] = k.dims();
         let past = self.len;
         let needed = past + t;
-        let old_capacity = self.capacity();
+        let capacity = self.capacity_for(needed);
         let (k_buf, v_buf) = match (self.k.take(), self.v.take()) {
-            (Some(k_buf), Some(v_buf)) if needed <= old_capacity => (k_buf, v_buf),
-            (old_k, old_v) => {
-                let capacity = needed.max(2 * old_capacity).max(self.reserve);
-                (grow(old_k, past, capacity, &k), grow(old_v, past, capacity, &v))
-            }
+            (Some(k_buf), Some(v_buf)) if capacity == k_buf.dims()[2] => (k_buf, v_buf),
+            (old_k, old_v) => (grow(old_k, past, capacity, &k), grow(old_v, past, capacity, &v)),
         };
         let [_, hv, _, dv] = v.dims();
         let k_buf = k_buf.slice_assign([0..b, 0..h, past..needed, 0..dh], k);
         let v_buf = v_buf.slice_assign([0..b, 0..hv, past..needed, 0..dv], v);
-        let views = (filled(&k_buf, needed), filled(&v_buf, needed));
+        let buffers = (k_buf.clone(), v_buf.clone());
         self.k = Some(k_buf);
         self.v = Some(v_buf);
         self.len = needed;
-        views
+        buffers
     }
 }
 

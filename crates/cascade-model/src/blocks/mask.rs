@@ -53,6 +53,50 @@ pub(crate) fn self_attention_mask(
     AttnMask { causal, explicit: mask }
 }
 
+/// [`self_attention_mask`] over `keys >= past + tq` key slots, of which only the first
+/// `past + tq` hold keys (a KV-cache buffer with room to spare): the rest are always hidden.
+pub(crate) fn self_attention_mask_over(
+    causal: bool,
+    tq: usize,
+    past: usize,
+    keys: usize,
+    key_padding: Option<&Tensor<2, Bool>>,
+    segments: Option<(&Tensor<2, Int>, &Tensor<2, Int>)>,
+    device: &Device,
+) -> AttnMask {
+    let filled = past + tq;
+    if keys <= filled {
+        return self_attention_mask(causal, tq, past, key_padding, segments, device);
+    }
+    let spare = keys - filled;
+    let batch = key_padding.map(|p| p.dims()[0]).or(segments.map(|(q, _)| q.dims()[0])).unwrap_or(1);
+    // Padding over every slot: the given padding, then `true` for the spare slots. Without
+    // padding, one row broadcasts over the batch.
+    let (pad_rows, pad) = match key_padding {
+        Some(pad) => {
+            let tail = Tensor::<2, Bool>::from_bool(TensorData::new(vec![true; batch * spare], [batch, spare]), device);
+            (batch, Tensor::cat(vec![pad.clone(), tail], 1))
+        }
+        None => {
+            let row: Vec<bool> = (0..keys).map(|j| j >= filled).collect();
+            (1, Tensor::<2, Bool>::from_bool(TensorData::new(row, [1, keys]), device))
+        }
+    };
+    let shape = [batch, 1, tq, keys];
+    let mut mask = pad.reshape([pad_rows, 1, 1, keys]).expand(shape);
+    if causal {
+        let future = Tensor::<2, Bool>::tril_mask([tq, keys], past as i64, device);
+        mask = mask.bool_or(future.reshape([1, 1, tq, keys]).expand(shape));
+    }
+    if let Some((query_seg, key_seg)) = segments {
+        let key_seg = Tensor::cat(vec![key_seg.clone(), Tensor::<2, Int>::zeros([batch, spare], device)], 1);
+        let q = query_seg.clone().reshape([batch, 1, tq, 1]).expand(shape);
+        let k = key_seg.reshape([batch, 1, 1, keys]).expand(shape);
+        mask = mask.bool_or(q.not_equal(k));
+    }
+    AttnMask { causal, explicit: Some(mask) }
+}
+
 /// Mask for cross-attention of `tq` queries over the source, hiding source padding.
 pub(crate) fn cross_attention_mask(tq: usize, source_padding: Option<&Tensor<2, Bool>>) -> AttnMask {
     let explicit = source_padding.map(|pad| {
