@@ -25,6 +25,8 @@ mod error;
 mod eval;
 mod model;
 pub mod sampling;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod text;
 
 pub use engine::{Completion, ENDOFTEXT, Engine, FinishReason, GenerationRequest, PAD, StreamEvent};
@@ -32,4 +34,6 @@ pub use error::{InferError, Result};
 pub use eval::{EvalOptions, EvalReport, evaluate_file, evaluate_text};
 pub use model::LanguageModel;
 pub use sampling::{SamplingParams, SplitMix64};
+#[cfg(feature = "server")]
+pub use server::{Server, ServerOptions};
 pub use text::{StopStrings, Utf8Stream};
