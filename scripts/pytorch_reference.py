@@ -153,10 +153,23 @@ def throughput(args):
     params = sum(p.numel() for p in model.parameters())
     median = sorted(times)[len(times) // 2]
     tokens = args.batch_size * args.seq_len
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    a @ b
+    peak = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        peak = max(peak, 2 * 512**3 / (time.perf_counter() - start))
+    d, n_layers, vocab = args.d_model, args.n_layers, args.vocab_size
+    non_embedding = params - vocab * d
+    # The same accounting as cascade-model's costs: 6 N (matmul weights, head included) plus
+    # attention's 6 * 2 * n_layers * seq * d (forward + backward of QK^T and AV).
+    flops_per_token = 6 * (non_embedding + vocab * d) + 12 * n_layers * args.seq_len * d
     print(json.dumps({
         "impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
         "params": params, "tokens_per_step": tokens, "median_step_s": median,
-        "tokens_per_s": tokens / median,
+        "tokens_per_s": tokens / median, "achieved_flops_per_s": flops_per_token * tokens / median,
+        "matmul_peak_flops_512": peak, "mfu": flops_per_token * tokens / median / peak,
     }))
 
 

@@ -65,7 +65,9 @@ fn main() {
         resume_from: None,
         peak_flops: None,
     };
-    let report = cascade_pretrain::run(&job, &Device::flex(), &NoProgress).expect("training run");
+    let device = Device::flex();
+    let report = cascade_pretrain::run(&job, &device, &NoProgress).expect("training run");
+    let peak_flops = cascade_pretrain::measure_matmul_peak_flops(&device, 512, 5);
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
     let mut step_tokens_per_s: Vec<f64> = metrics
         .lines()
@@ -84,6 +86,9 @@ fn main() {
             "median_step_s": tokens_per_step / median,
             "tokens_per_s": median,
             "train_flops_per_token": report.train_flops_per_token,
+            "achieved_flops_per_s": report.train_flops_per_token * median,
+            "matmul_peak_flops_512": peak_flops,
+            "mfu": report.train_flops_per_token * median / peak_flops,
         })
     );
 }
