@@ -47,6 +47,9 @@ enum Command {
     Chat(crate::infer::ChatArgs),
     /// Perplexity and bits per byte of a text file under a run's decoder.
     Eval(crate::infer::EvalArgs),
+    /// Serve a run's model over HTTP with OpenAI's API (`/v1/models`, `/v1/completions`,
+    /// `/v1/chat/completions`, streaming), batching concurrent requests; loopback by default.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Export formats.
@@ -330,6 +333,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Generate(args) => crate::infer::generate(&args),
         Command::Chat(args) => crate::infer::chat(&args),
         Command::Eval(args) => crate::infer::eval(&args),
+        Command::Serve(args) => crate::serve::serve(&args),
     }
 }
 

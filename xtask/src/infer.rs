@@ -139,7 +139,7 @@ pub struct EvalArgs {
 }
 
 /// Loads the engine the arguments name, saying on stderr which checkpoint it is.
-fn load_engine(args: &ModelArgs) -> Result<Engine> {
+pub(crate) fn load_engine(args: &ModelArgs) -> Result<Engine> {
     let run_dir = args.run_dir.clone().unwrap_or_else(|| workspace_root().join("runs").join("small"));
     let weights = match (&args.checkpoint, args.stage) {
         (Some(path), _) => path.clone(),

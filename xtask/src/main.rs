@@ -16,6 +16,7 @@ mod reply_models;
 mod report;
 mod report_samples;
 mod runner;
+mod serve;
 mod sft;
 mod stages;
 mod sweep;
