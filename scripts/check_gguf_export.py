@@ -5,7 +5,8 @@
    transformers), with the query/key permutation of llama.cpp's `convert_hf_to_gguf.py` applied
    here independently;
 2. llama.cpp (`llama-cpp-python`) loads the file and tokenizes the run's validation text like
-   HF `tokenizers` does on the run's tokenizer.json (when `tokenizers` is installed);
+   HF `tokenizers` does on the run's tokenizer.json, and the GGUF chat template renders a
+   conversation to the ids of `cascade_core::chat` (when `tokenizers` is installed);
 3. llama.cpp's logits on a validation prompt equal burn's, and its greedy continuation (on its
    own KV cache) equals burn's greedy continuation by full recomputation
    (`cargo run -p cascade-model --example greedy_reference`).
@@ -122,6 +123,24 @@ def check_file(gguf_path, hf_dir, tokenizer_json):
             "max_tensor_diff_vs_hf_export": worst, "problems": problems}
 
 
+def check_chat_template(llm, hf_tok):
+    """Renders the GGUF's `tokenizer.chat_template` (Jinja, as llama-cpp-python does) and checks
+    the ids llama.cpp gets equal cascade_core::chat's: role token, content, end-of-turn per turn,
+    then an open assistant turn."""
+    import jinja2
+
+    messages = [{"role": "system", "content": "You are Hamlet."}, {"role": "user", "content": "Who's there?"},
+                {"role": "assistant", "content": "Nay, answer me."}, {"role": "user", "content": "Long live the king!"}]
+    rendered = jinja2.Template(llm.metadata["tokenizer.chat_template"]).render(messages=messages, add_generation_prompt=True)
+    got = llm.tokenize(rendered.encode("utf-8"), add_bos=False, special=True)
+    special = lambda name: hf_tok.token_to_id(name)
+    want = []
+    for m in messages:
+        want += [special(f"<|{m['role']}|>")] + hf_tok.encode(m["content"], add_special_tokens=False).ids + [special("<|end_of_turn|>")]
+    want.append(special("<|assistant|>"))
+    return {"tokens": len(got), "identical": got == want}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", type=Path, required=True)
@@ -159,6 +178,9 @@ def main():
         if same != len(texts):
             report["file"]["problems"].append(f"llama.cpp tokenizes {len(texts) - same} of {len(texts)} documents differently")
         prompt = ours[0][: args.prompt_len]
+        report["chat_template"] = check_chat_template(llm, hf_tok)
+        if not report["chat_template"]["identical"]:
+            report["file"]["problems"].append("the GGUF chat template renders differently from cascade_core::chat")
     except ImportError:
         report["tokenization"] = "skipped: pip install tokenizers"
         prompt = llm.tokenize(texts[0].encode("utf-8"), add_bos=False, special=False)[: args.prompt_len]

@@ -324,7 +324,11 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                     args.common.run_dir = Some(run_dir);
                 }
             }
-            runner::run(args.request(crate::report::STAGE)?)
+            let request = args.request(crate::report::STAGE)?;
+            if !request.layout.root().join("data").is_dir() {
+                bail!("{} holds no run: run `cargo xtask cascade` into it first", request.layout.root().display());
+            }
+            runner::run(request)
         }
         Command::Sweep(args) => {
             let assignment = crate::sweep::parse_assignment(&args.assignment)?;

@@ -11,7 +11,7 @@ use cascade_model::ModelConfig;
 use cascade_report::{CostVariant, Extras};
 use serde_json::Value;
 
-use crate::config::CascadeConfig;
+use crate::config::{CascadeConfig, ModelSection};
 use crate::runner::Ctx;
 use crate::stages::Stage;
 
@@ -93,31 +93,30 @@ fn kv_head_variants(n_heads: usize, configured: usize, requested: &[usize]) -> V
     counts
 }
 
+/// `family`'s architecture with `n_kv_heads` key/value heads.
+fn with_kv_heads(model: &ModelSection, family: &str, n_kv_heads: usize) -> ModelConfig {
+    match family {
+        "decoder" => ModelConfig::Decoder(cascade_model::DecoderConfig { n_kv_heads, ..model.decoder.clone() }),
+        "encoder" => ModelConfig::Encoder(cascade_model::EncoderConfig { n_kv_heads, ..model.encoder.clone() }),
+        _ => ModelConfig::EncoderDecoder(cascade_model::EncoderDecoderConfig { n_kv_heads, ..model.encoder_decoder.clone() }),
+    }
+}
+
 /// Each family's costs as configured and with every other valid number of KV heads, from
 /// cascade-model's accounting (the same numbers the pretraining manifests record).
 pub fn cost_variants(config: &CascadeConfig) -> Vec<CostVariant> {
-    let requested = &config.report.gqa_kv_heads;
     let model = &config.model;
-    let families: [(&str, usize, usize, Box<dyn Fn(usize) -> ModelConfig>); 3] = [
-        ("decoder", model.decoder.n_heads, model.decoder.n_kv_heads, {
-            let c = model.decoder.clone();
-            Box::new(move |k| ModelConfig::Decoder(cascade_model::DecoderConfig { n_kv_heads: k, ..c.clone() }))
-        }),
-        ("encoder", model.encoder.n_heads, model.encoder.n_kv_heads, {
-            let c = model.encoder.clone();
-            Box::new(move |k| ModelConfig::Encoder(cascade_model::EncoderConfig { n_kv_heads: k, ..c.clone() }))
-        }),
-        ("encoder_decoder", model.encoder_decoder.n_heads, model.encoder_decoder.n_kv_heads, {
-            let c = model.encoder_decoder.clone();
-            Box::new(move |k| ModelConfig::EncoderDecoder(cascade_model::EncoderDecoderConfig { n_kv_heads: k, ..c.clone() }))
-        }),
+    let families = [
+        ("decoder", model.decoder.n_heads, model.decoder.n_kv_heads),
+        ("encoder", model.encoder.n_heads, model.encoder.n_kv_heads),
+        ("encoder_decoder", model.encoder_decoder.n_heads, model.encoder_decoder.n_kv_heads),
     ];
     let mut variants = Vec::new();
-    for (family, n_heads, n_kv_heads, with_kv_heads) in families {
+    for (family, n_heads, n_kv_heads) in families {
         // 0 means as many KV heads as query heads.
         let configured = if n_kv_heads == 0 { n_heads } else { n_kv_heads };
-        for k in kv_head_variants(n_heads, configured, requested) {
-            let costs = with_kv_heads(k).costs();
+        for k in kv_head_variants(n_heads, configured, &config.report.gqa_kv_heads) {
+            let costs = with_kv_heads(model, family, k).costs();
             variants.push(CostVariant {
                 family: family.to_owned(),
                 n_heads,

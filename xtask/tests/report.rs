@@ -122,3 +122,13 @@ fn the_report_traces_every_stage_and_a_sweep_reruns_only_what_its_key_touches() 
     };
     assert_eq!(kv("2"), 2 * kv("1"), "the KV cache is proportional to the KV heads");
 }
+
+#[test]
+fn a_report_on_a_directory_without_a_run_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("nothing");
+    let output = xtask(&["report", "--quiet", "--preset", "smoke", "--run-dir", empty.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && err.contains("holds no run") && err.contains("cargo xtask cascade"), "{err}");
+    assert!(!empty.join("report").exists(), "nothing is written");
+}

@@ -4,6 +4,7 @@
 //! `cargo run --release -p cascade-model --example greedy_reference -- CHECKPOINT IDS N > out.json`
 //! with `IDS` comma-separated prompt token ids; prints `{"prompt", "greedy", "prompt_logits"}`
 //! (`prompt_logits` row-major `[prompt_len, vocab]`).
+#![allow(clippy::print_stdout)] // an example reports on the terminal
 
 use std::path::PathBuf;
 

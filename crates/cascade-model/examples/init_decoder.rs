@@ -5,6 +5,7 @@
 //! `cargo run -p cascade-model --example init_decoder -- OUT.safetensors [CONFIG_JSON]`
 //! `CONFIG_JSON` overrides fields of the default `DecoderConfig` (d_model 256, 4 layers, 8 heads,
 //! vocab 4096, max_seq_len 256: the `small` preset's decoder), e.g. `'{"max_seq_len": 512}'`.
+#![allow(clippy::print_stderr)] // an example reports on the terminal
 
 use std::path::PathBuf;
 

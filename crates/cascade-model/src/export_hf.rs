@@ -103,6 +103,9 @@ pub fn export_hf_llama(
     Ok(HfExport { config_path, weights_path, tokenizer_path, tensor_names: tensors.into_keys().collect() })
 }
 
+/// Tensors by HF name: row-major shape and f32 values.
+pub(crate) type HfTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Refuses configs the Llama architecture cannot express, naming the key.
 pub(crate) fn check_llama_compatible(config: &DecoderConfig, format: &'static str) -> Result<()> {
     let refuse = |key: &'static str, value: &str, message: &str| ModelError::UnsupportedExport {
@@ -132,7 +135,7 @@ pub(crate) fn hf_llama_tensors(
     model: &Decoder,
     format: &'static str,
     dest: &Path,
-) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+) -> Result<HfTensors> {
     let mut tensors = BTreeMap::new();
     for snapshot in model.collect(None, None, false) {
         let shape = snapshot.shape.to_vec();
@@ -206,7 +209,7 @@ fn transpose_2d(shape: &[usize], values: &[f32]) -> (Vec<usize>, Vec<f32>) {
 
 /// Serializes f32 tensors in the SafeTensors format: u64 header length, JSON header (padded to
 /// 8 bytes), then the little-endian data in header order.
-pub(crate) fn safetensors_bytes(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Vec<u8> {
+pub(crate) fn safetensors_bytes(tensors: &HfTensors) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), json!({ "format": "pt" }));
     let mut offset = 0usize;
