@@ -30,6 +30,10 @@ enum Command {
     /// after (`<run-dir>/sft/`), then the encoder into a reply judge (`sft-judge/`) and the
     /// encoder-decoder into a reply generator (`sft-seq2seq/`) on the same conversations.
     Sft(StageArgs),
+    /// Train the SFT decoder with DPO on preference pairs (`[dpo.pairs]`: the user's JSONL or
+    /// real vs sampled replies), with the preference, win rate, KL and alignment tax measured
+    /// (`<run-dir>/dpo/`).
+    Dpo(StageArgs),
     /// Export a decoder checkpoint for other tools (`--format hf`: the HuggingFace Llama layout;
     /// `--format gguf`: one GGUF file for llama.cpp).
     Export(ExportArgs),
@@ -276,6 +280,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Command::Tokenizer(args) => runner::run(args.request("tokenizer")?),
+        Command::Dpo(args) => runner::run(args.request("dpo")?),
         Command::Sft(args) => {
             let force = args.force;
             let mut request = args.common.request()?;

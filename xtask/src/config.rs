@@ -38,6 +38,10 @@ pub struct CascadeConfig {
     /// `[report]`: what the report stage samples and costs beyond the run's files.
     #[serde(default)]
     pub report: cascade_report::ReportConfig,
+    /// `[dpo]`: preference optimization of the SFT decoder (`[dpo.pairs]` where the pairs come
+    /// from, `[dpo.train]` the loop's settings).
+    #[serde(default)]
+    pub dpo: cascade_posttrain::DpoConfig,
 }
 
 /// One architecture config per family. `vocab_size` is not set here: it is the tokenizer's.
@@ -114,6 +118,7 @@ pub fn parse(text: &str, origin: &str) -> Result<CascadeConfig> {
     config.report.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
     config.sft_judge.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
     config.sft_seq2seq.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
+    config.dpo.validate().map_err(|e| anyhow!("{origin}: [dpo] {e}"))?;
     resolve_models(&mut config, text, origin)?;
     Ok(config)
 }
@@ -159,6 +164,7 @@ fn resolve_models(config: &mut CascadeConfig, text: &str, origin: &str) -> Resul
         ("sft_judge", "max_len", config.sft_judge.max_len, "encoder", "max_seq_len", model.encoder.max_seq_len),
         ("sft_seq2seq", "max_source_len", config.sft_seq2seq.max_source_len, "encoder_decoder", "max_source_len", model.encoder_decoder.max_source_len),
         ("sft_seq2seq", "max_target_len", config.sft_seq2seq.max_target_len, "encoder_decoder", "max_target_len", model.encoder_decoder.max_target_len),
+        ("dpo.train", "seq_len", config.dpo.train.seq_len, "decoder", "max_seq_len", model.decoder.max_seq_len),
     ];
     for (section, key, len, family, model_key, limit) in reply_lengths {
         if len > limit {

@@ -8,6 +8,7 @@ mod bench;
 mod cli;
 mod config;
 mod corpus;
+mod dpo;
 mod export;
 mod infer;
 mod pretrain;

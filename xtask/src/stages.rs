@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::runner::Ctx;
 
 /// The stage names in cascade order.
-pub const STAGE_NAMES: &[&str] = &["data", "tokenizer", "pretrain-decoder", "pretrain-encoder", "pretrain-encoder-decoder", "sft", "sft-judge", "sft-seq2seq", "report"];
+pub const STAGE_NAMES: &[&str] = &["data", "tokenizer", "pretrain-decoder", "pretrain-encoder", "pretrain-encoder-decoder", "sft", "sft-judge", "sft-seq2seq", "dpo", "report"];
 
 /// One stage as the runner sees it.
 pub trait Stage {
@@ -44,6 +44,7 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(crate::sft::Sft),
         Box::new(crate::reply_models::SftJudge),
         Box::new(crate::reply_models::SftSeq2Seq),
+        Box::new(crate::dpo::Dpo),
         // The report reads every stage before it: it stays last.
         Box::new(crate::report::Report),
     ]
