@@ -148,13 +148,16 @@ def main():
     p.add_argument("--n-new", type=int, default=40)
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--dtype", default="f32", choices=["f32", "f16"])
+    p.add_argument("--xtask", default="cargo xtask", help="how to run xtask (e.g. a prebuilt target/debug/xtask)")
+    p.add_argument("--greedy-reference", default="cargo run -q -p cascade-model --example greedy_reference --",
+                   help="how to run the greedy_reference example")
     args = p.parse_args()
     run_dir = args.run_dir.resolve()
     checkpoint = (args.checkpoint or run_dir / "pretrain-decoder" / "model.safetensors").resolve()
     tokenizer_json = run_dir / "tokenizer" / "tokenizer.json"
     gguf_path = run_dir / "export" / f"model-{args.dtype}.gguf"
     hf_dir = run_dir / "export" / "hf"
-    xtask = ["cargo", "xtask", "export", "--run-dir", run_dir, "--checkpoint", checkpoint]
+    xtask = args.xtask.split() + ["export", "--run-dir", run_dir, "--checkpoint", checkpoint]
     run(xtask + ["--format", "gguf", "--dtype", args.dtype, "--out", gguf_path])
     run(xtask + ["--format", "hf", "--out", hf_dir])
     report = {"gguf": str(gguf_path), "bytes": gguf_path.stat().st_size, "file": check_file(gguf_path, hf_dir, tokenizer_json)}
@@ -185,8 +188,7 @@ def main():
         report["tokenization"] = "skipped: pip install tokenizers"
         prompt = llm.tokenize(texts[0].encode("utf-8"), add_bos=False, special=False)[: args.prompt_len]
 
-    reference = json.loads(run(["cargo", "run", "-q", "-p", "cascade-model", "--example", "greedy_reference", "--",
-                                checkpoint, ",".join(map(str, prompt)), str(args.n_new)]))
+    reference = json.loads(run(args.greedy_reference.split() + [checkpoint, ",".join(map(str, prompt)), str(args.n_new)]))
     vocab = len(reference["prompt_logits"]) // len(prompt)
     burn_logits = np.array(reference["prompt_logits"], dtype=np.float32).reshape(len(prompt), vocab)
     llm.reset()

@@ -101,8 +101,8 @@ fn gguf_tokenizer(path: &Path) -> Result<GgufTokenizer> {
     let tokenizer = BpeTokenizer::load_hf(path)?;
     let pre = match tokenizer.pattern() {
         GPT2_PATTERN => "gpt-2",
-        // llama.cpp's Llama-3 pre-tokenizer is cl100k's pattern (it differs only on how a
-        // run of blank lines is split).
+        // llama.cpp's `llama-bpe` (Llama 3) pre-tokenizer splits like cl100k's pattern:
+        // identical tokens on the smoke corpus (scripts/check_gguf_export.py).
         CL100K_PATTERN => "llama-bpe",
         other => bail!(
             "{}: the pre-tokenizer pattern {other:?} has no llama.cpp equivalent (GGUF supports the `gpt2` and `cl100k` patterns)",
