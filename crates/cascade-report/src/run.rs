@@ -153,7 +153,7 @@ impl MetricsLog {
         let mut log = Self::default();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             match serde_json::from_str::<Value>(line) {
-                Ok(Value::Object(map)) => log.records.push(map),
+                Ok(value @ Value::Object(_)) => log.records.push(flatten(&value)),
                 _ => log.skipped_lines += 1,
             }
         }
@@ -189,6 +189,27 @@ impl MetricsLog {
             "step"
         }
     }
+}
+
+/// A record with nested objects (`{"val": {"loss": 1}}`) as one level of `a/b` keys
+/// (`val/loss`), so nested metrics plot like flat ones.
+fn flatten(value: &Value) -> Map<String, Value> {
+    fn walk(value: &Value, prefix: &str, out: &mut Map<String, Value>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}/{key}") };
+                    walk(child, &name, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_owned(), other.clone());
+            }
+        }
+    }
+    let mut out = Map::new();
+    walk(value, "", &mut out);
+    out
 }
 
 /// Every numeric leaf of `value` with its JSON pointer (`/a/b`), arrays excluded.
@@ -237,12 +258,13 @@ mod tests {
     fn metrics_log_series_skip_missing_and_broken_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
-        std::fs::write(&path, "{\"step\":1,\"tokens\":8,\"loss\":3.0}\n{\"step\":2,\"tokens\":16,\"loss\":2.0,\"val_loss\":2.5}\n{\"step\":3,").unwrap();
+        std::fs::write(&path, "{\"step\":1,\"tokens\":8,\"loss\":3.0}\n{\"step\":2,\"tokens\":16,\"loss\":2.0,\"val_loss\":2.5,\"val\":{\"margin\":0.5}}\n{\"step\":3,").unwrap();
         let log = MetricsLog::read(&path).unwrap();
         assert_eq!(log.skipped_lines, 1);
         assert_eq!(log.x_key(), "tokens");
         assert_eq!(log.series("tokens", "val_loss"), vec![(16.0, 2.5)]);
-        assert_eq!(log.numeric_keys(), ["loss", "step", "tokens", "val_loss"]);
+        assert_eq!(log.numeric_keys(), ["loss", "step", "tokens", "val/margin", "val_loss"]);
+        assert_eq!(log.series("step", "val/margin"), vec![(2.0, 0.5)]);
     }
 
     #[test]

@@ -146,15 +146,18 @@ pub fn stage_metrics(metrics: &Value) -> Vec<StageMetric> {
     for (path, value) in &leaves {
         // `x_before` pairs with `x` or `x_after`; `initial/x` (or `initial_x`) with
         // `final_eval/x`, `final/x` or `final_x`.
-        let (base, afters): (&str, Vec<String>) = if let Some(base) = path.strip_suffix("_before") {
-            (base, vec![base.to_owned(), format!("{base}_after")])
+        let (base, afters): (String, Vec<String>) = if let Some(base) = path.strip_suffix("_before") {
+            (base.to_owned(), vec![base.to_owned(), format!("{base}_after")])
         } else if let Some(base) = path.strip_prefix("initial/").or_else(|| path.strip_prefix("initial_")) {
-            (base, vec![format!("final_eval/{base}"), format!("final/{base}"), format!("final_{base}")])
+            (base.to_owned(), vec![format!("final_eval/{base}"), format!("final/{base}"), format!("final_{base}")])
+        } else if let Some((first, rest)) = path.split_once('/').and_then(|(f, r)| Some((f.strip_suffix("_before")?, r))) {
+            // `val_before/loss` pairs with `val_after/loss` or `val/loss`.
+            (format!("{first}/{rest}"), vec![format!("{first}_after/{rest}"), format!("{first}/{rest}")])
         } else {
             continue;
         };
         if let Some(after_name) = afters.into_iter().find(|name| value_of(name).is_some() && !used.contains(name)) {
-            out.push(StageMetric { name: base.to_owned(), before: Some(*value), after: value_of(&after_name).unwrap_or(f64::NAN) });
+            out.push(StageMetric { name: base, before: Some(*value), after: value_of(&after_name).unwrap_or(f64::NAN) });
             used.insert(path.clone());
             used.insert(after_name);
         }
@@ -225,13 +228,15 @@ mod tests {
         let metrics = serde_json::json!({
             "loss_before": 5.0, "loss": 4.0, "kl_before": 0.0, "kl_after": 0.2, "auc": 0.9,
             "initial": {"val_auc": 0.5}, "final_eval": {"val_auc": 0.7},
+            "val_before": {"margin": 0.0}, "val_after": {"margin": 0.3},
             "model_costs": {"params_total": 10}, "deep": {"er": {"x": 1}}
         });
         let all = stage_metrics(&metrics);
         assert!(all.contains(&StageMetric { name: "loss".into(), before: Some(5.0), after: 4.0 }));
         assert!(all.contains(&StageMetric { name: "kl".into(), before: Some(0.0), after: 0.2 }));
         assert!(all.contains(&StageMetric { name: "val_auc".into(), before: Some(0.5), after: 0.7 }));
-        assert_eq!(all.len(), 4, "{all:?}");
-        assert_eq!(headline(&metrics), "val_auc 0.500 -> 0.700; kl 0 -> 0.200; loss 5 -> 4; auc=0.900");
+        assert!(all.contains(&StageMetric { name: "val/margin".into(), before: Some(0.0), after: 0.3 }));
+        assert_eq!(all.len(), 5, "{all:?}");
+        assert_eq!(headline(&metrics), "val_auc 0.500 -> 0.700; kl 0 -> 0.200; loss 5 -> 4; val/margin 0 -> 0.300; auc=0.900");
     }
 }
