@@ -201,9 +201,11 @@ pub fn other_stage_curves(doc: &mut Doc, run: &RunView) -> Result<()> {
         let Some(log) = stage.metrics_log()? else { continue };
         let x = log.x_key();
         let keys = log.numeric_keys();
+        let is_accuracy = |k: &str| ["accuracy", "accuracies", "auc"].iter().any(|w| k.contains(w));
         let group = |title: &str, words: &[&str]| {
+            let accuracy_group = words.contains(&"accuracy");
             keys.iter()
-                .filter(|k| words.iter().any(|w| k.contains(w)))
+                .filter(|k| words.iter().any(|w| k.contains(w)) && (accuracy_group || !is_accuracy(k)))
                 .enumerate()
                 .fold(Chart::new(format!("{}: {title}", stage.name), x, title), |chart, (idx, key)| {
                     let mark = if log.series(x, key).len() < log.records.len() / 2 { Mark::LinePoints } else { Mark::Line };
@@ -213,7 +215,7 @@ pub fn other_stage_curves(doc: &mut Doc, run: &RunView) -> Result<()> {
         let charts: Vec<Chart> = [
             group("loss", &["loss"]),
             group("rewards and margins", &["reward", "margin"]),
-            group("accuracy", &["accuracy", "auc"]),
+            group("accuracy", &["accuracy", "accuracies", "auc"]),
         ]
         .into_iter()
         .filter(|c| !c.is_empty())

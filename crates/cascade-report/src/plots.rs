@@ -166,13 +166,16 @@ impl Chart {
 /// Numbers for axis ticks: 1.2k, 3.4M, 0.05.
 pub fn short_number(value: f64) -> String {
     let abs = value.abs();
-    if abs >= 1e9 {
+    if abs < 1e-9 {
+        // Tick positions computed as sums can miss zero by rounding error.
+        "0".to_owned()
+    } else if abs >= 1e9 {
         trim(format!("{:.2}", value / 1e9)) + "G"
     } else if abs >= 1e6 {
         trim(format!("{:.2}", value / 1e6)) + "M"
     } else if abs >= 1e3 {
         trim(format!("{:.1}", value / 1e3)) + "k"
-    } else if abs >= 100.0 || abs == 0.0 {
+    } else if abs >= 100.0 {
         format!("{value:.0}")
     } else if abs >= 1.0 {
         trim(format!("{value:.2}"))
@@ -388,5 +391,6 @@ mod tests {
         assert_eq!(short_number(3.25), "3.25");
         assert_eq!(short_number(0.05), "0.05");
         assert_eq!(short_number(0.0), "0");
+        assert_eq!(short_number(1e-16), "0");
     }
 }
