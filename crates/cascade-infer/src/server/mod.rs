@@ -165,6 +165,11 @@ impl Server {
         self.log.sizes()
     }
 
+    /// Requests cancelled mid-generation because their client disconnected.
+    pub fn cancelled_requests(&self) -> usize {
+        self.log.cancelled()
+    }
+
     /// Blocks while the server runs (until a serving error; it has no other end).
     pub fn wait(mut self) -> Result<(), ServerError> {
         self.join()
