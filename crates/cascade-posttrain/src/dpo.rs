@@ -118,7 +118,8 @@ pub fn write_reference_logps(path: &Path, splits: &[(&str, &[PairLogps])]) -> Re
 /// What to train, against which reference values, and where to write.
 #[derive(Debug, Clone, Copy)]
 pub struct DpoJob<'a> {
-    /// `[dpo.train]`: optimizer, schedule, budget; `batch_size` counts pairs per micro-batch.
+    /// `[dpo.train]`: optimizer, schedule, budget; `batch_size` counts pairs per micro-batch and
+    /// `max_tokens` is a budget in pairs (the checkpoint's token count is pairs seen).
     pub config: &'a PretrainConfig,
     /// The preference loss.
     pub loss: DpoLoss,
@@ -267,6 +268,9 @@ pub fn train_dpo(job: &DpoJob<'_>, device: &Device, progress: &dyn Progress) -> 
         if state.step >= cfg.max_steps {
             break StopReason::MaxSteps;
         }
+        if cfg.max_tokens > 0 && state.tokens >= cfg.max_tokens {
+            break StopReason::MaxTokens;
+        }
         if cfg.max_wall_s > 0.0 && wall_s >= cfg.max_wall_s {
             break StopReason::MaxWall;
         }
@@ -303,7 +307,9 @@ pub fn train_dpo(job: &DpoJob<'_>, device: &Device, progress: &dyn Progress) -> 
         state.tokens += (per * cfg.grad_accum) as u64;
         state.last_train_loss = train_stats.loss;
         state.wall_s = wall_before + run_start.elapsed().as_secs_f64();
-        let is_last = state.step >= cfg.max_steps || (cfg.max_wall_s > 0.0 && state.wall_s >= cfg.max_wall_s);
+        let is_last = state.step >= cfg.max_steps
+            || (cfg.max_tokens > 0 && state.tokens >= cfg.max_tokens)
+            || (cfg.max_wall_s > 0.0 && state.wall_s >= cfg.max_wall_s);
         let mut record = DpoStepMetrics { step: state.step, lr, grad_norm: grad_norm as f64, wall_s: state.wall_s, train: train_stats, val: None };
         if is_last || (cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every)) {
             val_after = evaluate(&model.valid())?;

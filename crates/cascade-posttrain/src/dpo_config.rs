@@ -60,7 +60,7 @@ pub struct DpoConfig {
     /// `[dpo.pairs]`: where the pairs come from.
     pub pairs: DpoPairsConfig,
     /// `[dpo.train]`: the pretraining loop's settings; `batch_size` is pairs per micro-batch,
-    /// `seq_len` the longest prompt + reply kept.
+    /// `max_tokens` a budget in pairs, `seq_len` the longest prompt + reply kept.
     pub train: PretrainConfig,
     /// `"sigmoid"` (DPO) or `"ipo"`.
     pub loss: DpoLossKind,
