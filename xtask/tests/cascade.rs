@@ -12,7 +12,8 @@ struct Run {
 }
 
 /// A few hundred words of varied pseudo-English per document, different in every document, as
-/// one-line speeches of a play in the Folio layout (so the `sft` stage finds dialogue in it).
+/// short one-line speeches of a play in the Folio layout (so the `sft` stage finds dialogue in
+/// it, and an exchange fits the smoke preset's 64-token window).
 fn document(seed: u64) -> String {
     const SPEAKERS: &[&str] = &["Lear", "Fool", "Lady", "Ghost"];
     const WORDS: &[&str] = &[
@@ -22,11 +23,11 @@ fn document(seed: u64) -> String {
     ];
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let mut text = String::new();
-    for line in 0..40 {
+    for line in 0..80 {
         text.push_str("  ");
         text.push_str(SPEAKERS[(seed as usize + line) % SPEAKERS.len()]);
         text.push_str(". ");
-        for word_idx in 0..9 {
+        for word_idx in 0..4 {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let word = WORDS[(state >> 33) as usize % WORDS.len()];
             if word_idx == 0 {
