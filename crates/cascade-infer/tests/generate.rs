@@ -89,7 +89,7 @@ fn streamed_chunks_concatenate_to_the_text_and_never_split_characters() {
     let engine = decoder_engine(64);
     let prompt = ids("stream");
     let mut chunks = vec![String::new(); 2];
-    let mut events = vec![0; 2];
+    let mut events = [0; 2];
     let requests = vec![greedy(prompt.clone(), 30), greedy(ids("other"), 10)];
     let out = engine
         .generate(&requests, &mut |event| {
