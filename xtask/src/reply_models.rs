@@ -196,3 +196,26 @@ impl Stage for SftSeq2Seq {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    fn error(text: &str) -> String {
+        parse(text, "r.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn sections_are_checked_against_the_models_and_name_the_key() {
+        let err = error("[model.encoder]\nmax_seq_len = 64\n[pretrain.encoder]\nseq_len = 64\n[sft_judge]\nmax_len = 128\n");
+        assert!(err.contains("[sft_judge] max_len = 128") && err.contains("max_seq_len = 64"), "{err}");
+        let err = error("[sft_seq2seq]\nmax_target_len = 999\n");
+        assert!(err.contains("[sft_seq2seq] max_target_len = 999"), "{err}");
+        let err = error("[sft_seq2seq.train]\ngrad_accum = 2\n");
+        assert!(err.contains("[sft_seq2seq.train] `grad_accum`"), "{err}");
+        let err = error("[sft_judge.train]\nlr = -1.0\n");
+        assert!(err.contains("[sft_judge.train] `lr`"), "{err}");
+        let err = error("[sft_judge]\nmax_lenn = 3\n");
+        assert!(err.contains("max_lenn") && err.starts_with("r.toml:2"), "{err}");
+    }
+}
