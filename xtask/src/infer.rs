@@ -146,7 +146,8 @@ pub(crate) fn load_engine(args: &ModelArgs) -> Result<Engine> {
         (None, Some(stage)) => {
             let path = stage.weights(&run_dir);
             if !path.is_file() {
-                bail!("no {stage:?} checkpoint: {} does not exist", path.display());
+                let name = stage.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default();
+                bail!("no {name} checkpoint: {} does not exist", path.display());
             }
             path
         }
