@@ -123,12 +123,11 @@ fn trim_leading_turns(
     let first_droppable = usize::from(keep_system);
     let head_len = if keep_system { spans[0].1 } else { 0 };
     let (head_ids, head_mask) = (&example.ids[..head_len], &example.loss_mask[..head_len]);
-    for drop_until in first_droppable + 1..spans.len() {
+    for (drop_until, &(start, _)) in spans.iter().enumerate().skip(first_droppable + 1) {
         let rest = &conversation.messages[drop_until..];
         if !rest.iter().any(|m| m.role == Role::Assistant) {
             return None;
         }
-        let start = spans[drop_until].0;
         let len = head_ids.len() + example.ids.len() - start;
         if len.saturating_sub(1) <= max_positions {
             let ids = head_ids.iter().chain(&example.ids[start..]).copied().collect();
