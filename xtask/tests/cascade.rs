@@ -100,7 +100,7 @@ fn assert_one_line_error(output: &Output, expected: &[&str]) {
     }
 }
 
-const STAGES: [&str; 5] = ["data", "tokenizer", "pretrain-decoder", "pretrain-encoder", "pretrain-encoder-decoder"];
+const STAGES: [&str; 6] = ["data", "tokenizer", "pretrain-decoder", "pretrain-encoder", "pretrain-encoder-decoder", "dpo"];
 
 fn status_of(log: &str, stage: &str) -> String {
     log.lines()
@@ -136,6 +136,10 @@ fn second_run_is_cached_and_a_config_change_reruns_exactly_downstream() {
         serde_json::from_str(&std::fs::read_to_string(run.run_dir.join("pretrain-decoder/manifest.json")).unwrap()).unwrap();
     let (initial, last) = (pretrain["metrics"]["initial_val_loss"].as_f64().unwrap(), pretrain["metrics"]["final_val_loss"].as_f64().unwrap());
     assert!(initial > 5.0 && last < initial - 1.0, "the smoke decoder must learn: val loss {initial} -> {last}");
+    let dpo: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.run_dir.join("dpo/manifest.json")).unwrap()).unwrap();
+    let effects = &dpo["metrics"]["effects"];
+    assert_eq!(effects["preference"]["before"]["rewards/accuracies"].as_f64(), Some(0.0), "{effects}");
+    assert!(effects["win_rate"]["prompts"].as_u64().is_some() && dpo["metrics"]["sequence_kl_to_reference"].is_number(), "{effects}");
     let costs = &pretrain["metrics"]["model_costs"];
     assert!(costs["kv_cache_bytes_per_token"].as_u64().unwrap() > 0 && costs["params_total"].as_u64().unwrap() > 0, "{costs}");
 
