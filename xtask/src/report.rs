@@ -83,9 +83,9 @@ pub fn upstream_manifests(root: &Path) -> Result<Vec<InputRecord>> {
 /// The KV-head counts to cost a family with `n_heads` query heads.
 fn kv_head_variants(n_heads: usize, configured: usize, requested: &[usize]) -> Vec<usize> {
     let mut counts: Vec<usize> = if requested.is_empty() {
-        (1..=n_heads).filter(|k| n_heads % k == 0).collect()
+        (1..=n_heads).filter(|k| n_heads.is_multiple_of(*k)).collect()
     } else {
-        requested.iter().copied().filter(|k| *k <= n_heads && n_heads % k == 0).collect()
+        requested.iter().copied().filter(|k| *k <= n_heads && n_heads.is_multiple_of(*k)).collect()
     };
     counts.push(configured);
     counts.sort_unstable();
