@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use cascade_core::hash::config_hash;
-use cascade_core::{InputRecord, StageManifest};
+use cascade_core::{ChatTemplate, InputRecord, StageManifest};
+use cascade_posttrain::batch::encode_conversations;
 use cascade_posttrain::judge::JudgeJob;
 use cascade_posttrain::seq2seq::Seq2SeqJob;
-use cascade_posttrain::{ReadMode, ReplyPair};
+use cascade_posttrain::{Conversation, ReadMode, ReplyPair, Seq2SeqConfig};
 use cascade_tokenizer::BpeTokenizer;
 use serde_json::{Value, json};
 
@@ -25,6 +26,7 @@ const DATASET_FILES: [&str; 2] = ["sft_train.jsonl", "sft_val.jsonl"];
 struct PairSplits {
     train: Vec<ReplyPair>,
     val: Vec<ReplyPair>,
+    val_conversations: Vec<Conversation>,
     skipped_conversations: usize,
 }
 
@@ -33,15 +35,38 @@ fn dataset_inputs(ctx: &Ctx) -> Result<Vec<InputRecord>> {
 }
 
 fn read_pairs(ctx: &Ctx) -> Result<PairSplits> {
-    let read = |file: &str| -> Result<(Vec<ReplyPair>, usize)> {
+    let read = |file: &str| -> Result<Vec<Conversation>> {
         let path = ctx.request.layout.stage_file(DATASET_STAGE, file);
         // The dataset stage already rejected malformed records: any left is a bug, not a skip.
-        let (conversations, _) = cascade_posttrain::read_conversations(&path, ReadMode::Strict)?;
-        Ok(ReplyPair::from_conversations(&conversations))
+        Ok(cascade_posttrain::read_conversations(&path, ReadMode::Strict)?.0)
     };
-    let (train, skipped_train) = read(DATASET_FILES[0])?;
-    let (val, skipped_val) = read(DATASET_FILES[1])?;
-    Ok(PairSplits { train, val, skipped_conversations: skipped_train + skipped_val })
+    let (train, skipped_train) = ReplyPair::from_conversations(&read(DATASET_FILES[0])?);
+    let val_conversations = read(DATASET_FILES[1])?;
+    let (val, skipped_val) = ReplyPair::from_conversations(&val_conversations);
+    Ok(PairSplits { train, val, val_conversations, skipped_conversations: skipped_train + skipped_val })
+}
+
+/// Evenly spaced `n` of `items` (all when `n` is 0 or at least their number), the way the
+/// `sft` stage picks its validation conversations.
+fn spread<T: Clone>(items: &[T], n: usize) -> Vec<T> {
+    if n == 0 || n >= items.len() {
+        return items.to_vec();
+    }
+    (0..n).map(|i| items[i * items.len() / n].clone()).collect()
+}
+
+/// The validation pairs the decoder SFT's reply loss is measured on, so the two families are
+/// scored on the same replies: the conversations its chat-template encoding keeps at
+/// `[sft.train] seq_len`, evenly spaced down to `[sft] eval_conversations`. (A conversation
+/// that `truncation = "drop_leading_turns"` trims keeps its prompt here.)
+fn decoder_validation_pairs(ctx: &Ctx, tokenizer: &BpeTokenizer, conversations: &[Conversation]) -> Result<Vec<ReplyPair>> {
+    let sft = &ctx.request.config.sft;
+    let template = ChatTemplate::new(tokenizer).with_context(|| tokenizer_path(ctx).display().to_string())?;
+    let fits = |c: &Conversation| {
+        !encode_conversations(&template, tokenizer, std::slice::from_ref(c), sft.train.seq_len, sft.truncation).0.is_empty()
+    };
+    let kept: Vec<Conversation> = conversations.iter().filter(|c| fits(c)).cloned().collect();
+    Ok(ReplyPair::from_conversations(&spread(&kept, sft.eval_conversations)).0)
 }
 
 fn tokenizer_path(ctx: &Ctx) -> PathBuf {
@@ -129,7 +154,15 @@ impl Stage for SftSeq2Seq {
     }
 
     fn config_hash(&self, ctx: &Ctx) -> String {
-        config_hash(&ctx.request.config.sft_seq2seq)
+        let config = &ctx.request.config;
+        if config.sft_seq2seq.match_sft_flops {
+            // It is scored on the decoder SFT's validation conversations: their selection counts.
+            let sft = &config.sft;
+            let selection = json!({ "seq_len": sft.train.seq_len, "truncation": sft.truncation, "eval_conversations": sft.eval_conversations });
+            config_hash(&json!({ "sft_seq2seq": config.sft_seq2seq, "sft_validation": selection }))
+        } else {
+            config_hash(&config.sft_seq2seq)
+        }
     }
 
     fn inputs(&self, ctx: &Ctx) -> Result<Vec<InputRecord>> {
@@ -152,12 +185,20 @@ impl Stage for SftSeq2Seq {
             })?),
             None => None,
         };
+        // Matching the decoder SFT, score its validation replies (then `max_val_pairs` is moot).
+        let (val, config) = match &sft {
+            Some(_) => (
+                decoder_validation_pairs(ctx, &tokenizer, &pairs.val_conversations)?,
+                Seq2SeqConfig { max_val_pairs: 0, ..config.clone() },
+            ),
+            None => (pairs.val.clone(), config.clone()),
+        };
         let device = cascade_model::parse_device(ctx.request.device.name())?;
         let job = Seq2SeqJob {
-            config,
+            config: &config,
             weights: &ctx.request.layout.stage_file("pretrain-encoder-decoder", "model.safetensors"),
             train: &pairs.train,
-            val: &pairs.val,
+            val: &val,
             tokenizer: &tokenizer,
             flop_budget,
             out_dir,
@@ -170,6 +211,7 @@ impl Stage for SftSeq2Seq {
                 "train_flops": decoder_train_flops(sft),
                 "val_reply_loss_per_token": sft.pointer("/val_reply_loss_per_token"),
                 "val_reply_bits_per_byte": sft.pointer("/val_reply_bits_per_byte"),
+                "val_reply_tokens": sft.pointer("/effects/reply_loss/after/tokens"),
             });
         }
         Ok(metrics)

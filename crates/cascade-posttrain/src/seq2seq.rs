@@ -56,8 +56,9 @@ pub struct Seq2SeqConfig {
     pub max_target_len: usize,
     /// Training pairs to use, drawn with the seed (0 = all).
     pub max_train_pairs: usize,
-    /// Validation pairs to score, evenly spaced over the split as `[sft] eval_conversations`
-    /// picks the decoder's (0 = all): set both alike to compare on the same conversations.
+    /// Validation pairs to score, evenly spaced over the split (0 = all). With
+    /// `match_sft_flops` the runner scores the decoder SFT's own validation conversations
+    /// instead, so both families are measured on the same replies.
     pub max_val_pairs: usize,
 }
 
